@@ -1,0 +1,71 @@
+"""Exceptions raised by xai, and helpers that word them the same way everywhere.
+
+Every message follows one shape: what the parameter must be, what was received (value, shape or
+type), and how to fix it, with close matches where the user picked from a list of names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+class XaiError(Exception):
+    """Base class of every error raised by xai."""
+
+
+class XaiValueError(XaiError, ValueError):
+    """A value the user passed is not acceptable."""
+
+
+class XaiTypeError(XaiError, TypeError):
+    """An object the user passed has the wrong type."""
+
+
+class ModelStructureError(XaiValueError):
+    """The model cannot be taken apart as asked (no graph, no such layer, no spatial layer...)."""
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for error messages: repr for scalars, shape/dtype for arrays."""
+    if isinstance(value, np.ndarray) or hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"array of shape {tuple(value.shape)} and dtype {np.dtype(str(value.dtype)).name if not hasattr(value.dtype, 'name') else value.dtype.name}"
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"{type(value).__name__} of length {len(value)}"
+    text = repr(value)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def did_you_mean(name: str, options: Iterable[str], n: int = 3) -> str:
+    """A hint naming the closest options to ``name``, or all options when few and none is close."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(str(name), options, n=n, cutoff=0.5)
+    if not close:
+        # Substring matches catch "conv" -> "conv2d_1", which difflib's ratio misses.
+        close = [o for o in options if str(name).lower() in o.lower()][:n]
+    if close:
+        return "Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    if len(options) <= 12:
+        return "Valid options: " + ", ".join(repr(o) for o in options) + "."
+    return f"There are {len(options)} valid options, e.g. " + ", ".join(repr(o) for o in options[-6:]) + "."
+
+
+def bad_value(param: str, expected: str, value: Any, fix: str = "") -> XaiValueError:
+    """Build the standard ``XaiValueError`` for ``param``."""
+    msg = f"`{param}` must be {expected}. Received: {param}={describe(value)}."
+    if fix:
+        msg += " " + fix
+    return XaiValueError(msg)
+
+
+def bad_type(param: str, expected: str, value: Any, fix: str = "") -> XaiTypeError:
+    """Build the standard ``XaiTypeError`` for ``param``."""
+    msg = f"`{param}` must be {expected}. Received: {param}={describe(value)}."
+    if fix:
+        msg += " " + fix
+    return XaiTypeError(msg)
