@@ -1,0 +1,33 @@
+"""xai: faithful attribution maps (Grad-CAM, SmoothGrad, ...) for TensorFlow/Keras 3 models.
+
+The user's model is never modified: explanations run on *taps*, new functional models that reuse
+its layers and weights and return the pre-softmax logits plus chosen intermediate activations.
+"""
+
+from . import methods
+from ._version import __version__
+from .engine import Engine
+from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
+from .explain import Explainer, explain
+from .explanation import Explanation
+from .methods import smooth
+from .taps import Tap, auto_layer, layer_paths, logits_model, tap
+
+__all__ = [
+    "Engine",
+    "Explainer",
+    "Explanation",
+    "ModelStructureError",
+    "Tap",
+    "XaiError",
+    "XaiTypeError",
+    "XaiValueError",
+    "__version__",
+    "auto_layer",
+    "explain",
+    "layer_paths",
+    "logits_model",
+    "methods",
+    "smooth",
+    "tap",
+]

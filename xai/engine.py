@@ -1,0 +1,176 @@
+"""The engine: the only user of ``tf.GradientTape`` in xai.
+
+An :class:`Engine` owns one :class:`~xai.taps.Tap` and compiles its gradient steps once per kind
+of step (and per target callable), with a ``None`` batch dimension so a partial last batch does not
+retrace. Every step runs the model with ``training=False`` and differentiates the *class logit*
+(never the softmax probability). Activations and gradients come back as float32 NumPy arrays.
+
+``jit_compile="auto"`` means XLA on an accelerator and plain ``tf.function`` on CPU, where XLA makes
+depthwise/separable convolutions 10-80x slower (``notes/keras3-facts.md`` §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+
+from . import targets as targets_mod
+from .errors import XaiValueError, bad_value
+from .taps import Tap
+
+JitMode = Literal["auto"] | bool
+
+
+def resolve_jit(jit_compile: JitMode) -> bool:
+    """``"auto"`` -> True when TensorFlow sees a GPU/TPU, else False; booleans pass through."""
+    if isinstance(jit_compile, bool):
+        return jit_compile
+    if jit_compile == "auto":
+        return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    raise bad_value("jit_compile", "'auto', True or False", jit_compile)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one gradient step returns for a batch of ``B`` samples.
+
+    Attributes:
+        logits: raw logits of the chosen output, float32 ``(B, K)``.
+        targets: class explained per sample, int32 ``(B,)`` (``-1`` for a callable target).
+        scores: the differentiated score per sample, float32 ``(B,)``.
+        values: the tensors differentiated against (layer activations or the inputs), float32.
+        gradients: d(score)/d(values), float32, same shapes as ``values``.
+    """
+
+    logits: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    values: list[np.ndarray]
+    gradients: list[np.ndarray]
+
+
+class Engine:
+    """Compiled, batched gradient steps over a tap.
+
+    Args:
+        tap: the tap whose model returns ``[logits, *activations]``.
+        jit_compile: ``"auto"``, True or False (see module docstring).
+    """
+
+    def __init__(self, tap: Tap, jit_compile: JitMode = "auto") -> None:
+        self.tap = tap
+        self.jit_compile = resolve_jit(jit_compile)
+        self._steps: dict[tuple[str, Any], Callable[..., Any]] = {}
+        model = tap.model
+        self._input_specs = [
+            tf.TensorSpec((None, *t.shape[1:]), dtype=t.dtype) for t in model.inputs
+        ]
+        self.trace_count = 0  # number of times any step was traced (for tests and benchmarks)
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def input_shapes(self) -> list[tuple[int | None, ...]]:
+        """Per-input shapes without the batch axis."""
+        return [tuple(s.shape[1:]) for s in self._input_specs]
+
+    @property
+    def input_dtypes(self) -> list[tf.DType]:
+        return [s.dtype for s in self._input_specs]
+
+    def _call_tap(self, inputs: Sequence[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        outs = self.tap.model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+        return outs[0], outs[1:]
+
+    def _score(self, logits: tf.Tensor, cls: tf.Tensor | None, target_fn: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per-sample score and resolved class of a batch of logits (inside the trace)."""
+        if target_fn is not None:
+            score = tf.cast(target_fn(logits), tf.float32)
+            if score.shape.rank != 1:
+                raise XaiValueError(
+                    "`targets` callable must return one score per sample, shape (batch,). "
+                    f"Received: a tensor of shape {score.shape} from logits of shape {logits.shape}. "
+                    "Reduce it, e.g. lambda z: z[:, 3] or lambda z: tf.reduce_sum(z[:, :, 0], axis=1)."
+                )
+            return score, tf.fill(tf.shape(score), targets_mod.PREDICTED)
+        z = targets_mod.class_logits(logits, self.tap.head, self.tap.num_logits)
+        resolved = tf.where(cls < 0, tf.argmax(z, axis=-1, output_type=tf.int32), cls)
+        return tf.gather(z, resolved, batch_dims=1), resolved
+
+    def _build(self, kind: str, target_fn: Any) -> Callable[..., Any]:
+        n_inputs = len(self._input_specs)
+        signature = [*self._input_specs, tf.TensorSpec((None,), tf.int32)]
+
+        def step(*args: tf.Tensor) -> Any:
+            self.trace_count += 1  # runs at trace time only
+            inputs, cls = list(args[:n_inputs]), args[n_inputs]
+            if kind == "forward":
+                logits, _ = self._call_tap(inputs)
+                return tf.cast(logits, tf.float32)
+            # Watching the inputs records every op downstream of them, so gradients reach the
+            # tapped activations even when the model is frozen (trainable=False): a tape that only
+            # watched variables would record nothing there and return zeros.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                inputs = [tf.cast(x, tf.float32) if not x.dtype.is_floating else x for x in inputs]
+                for x in inputs:
+                    tape.watch(x)
+                logits, acts = self._call_tap(inputs)
+                score, resolved = self._score(logits, cls, target_fn)
+            wrt = acts if kind == "layers" else inputs
+            # Samples are independent in inference mode, so d(sum of scores) gives per-sample grads
+            # (a vector target is differentiated as its sum)
+            grads = tape.gradient(score, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return (
+                tf.cast(logits, tf.float32),
+                resolved,
+                score,
+                [tf.cast(v, tf.float32) for v in wrt],
+                [tf.cast(g, tf.float32) for g in grads],
+            )
+
+        return tf.function(step, input_signature=signature, jit_compile=self.jit_compile, reduce_retracing=False)
+
+    def _step(self, kind: str, target_fn: Any) -> Callable[..., Any]:
+        key = (kind, target_fn)
+        if key not in self._steps:
+            self._steps[key] = self._build(kind, target_fn)
+        return self._steps[key]
+
+    def _prepare(self, inputs: Sequence[np.ndarray], cls: np.ndarray | None) -> list[tf.Tensor]:
+        n = len(inputs[0])
+        tensors = [tf.convert_to_tensor(np.asarray(x), dtype=s.dtype) for x, s in zip(inputs, self._input_specs)]
+        c = np.full((n,), targets_mod.PREDICTED, np.int32) if cls is None else np.asarray(cls, np.int32)
+        return [*tensors, tf.convert_to_tensor(c)]
+
+    # ---------------------------------------------------------------------------------------
+    def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Logits of the chosen output, float32 ``(B, K)``."""
+        return self._step("forward", None)(*self._prepare(inputs, None)).numpy()
+
+    def gradients(
+        self,
+        inputs: Sequence[np.ndarray],
+        targets: np.ndarray | Callable[[Any], Any],
+        wrt: Literal["layers", "inputs"],
+    ) -> StepResult:
+        """One compiled gradient step on one batch.
+
+        Args:
+            inputs: one array per model input, each ``(B, ...)``.
+            targets: int32 ``(B,)`` class indices (``-1`` = predicted) or a callable on the logits.
+            wrt: ``"layers"`` for the tapped activations, ``"inputs"`` for the model inputs.
+        """
+        target_fn = targets if callable(targets) else None
+        cls = None if target_fn is not None else targets
+        logits, resolved, score, values, grads = self._step(wrt, target_fn)(*self._prepare(inputs, cls))
+        return StepResult(
+            logits=logits.numpy(),
+            targets=resolved.numpy(),
+            scores=score.numpy(),
+            values=[v.numpy() for v in values],
+            gradients=[g.numpy() for g in grads],
+        )

@@ -1,0 +1,347 @@
+"""``explain()``: one verb for every method, and ``Explainer`` to reuse compiled steps across calls."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import methods as methods_mod
+from . import postprocess
+from . import targets as targets_mod
+from .engine import Engine, JitMode
+from .errors import ModelStructureError, bad_type, bad_value
+from .explanation import Explanation, InputInfo
+from .methods.registry import Method, MethodResult
+from .taps import Tap, check_graph_model, layer_paths
+
+log = logging.getLogger(__name__)
+
+ImagesLike = Any  # np.ndarray | tf.Tensor | list of those (one per model input)
+
+
+def _data_format(model: keras.Model) -> str:
+    """``channels_first`` if any layer of the model says so, else ``channels_last``."""
+    from .taps import get_layer
+
+    for p in layer_paths(model, leaves_only=True):
+        if getattr(get_layer(model, p), "data_format", None) == "channels_first":
+            return "channels_first"
+    return "channels_last"
+
+
+class Explainer:
+    """Explains one model; keeps its taps and compiled steps so repeated calls do not retrace.
+
+    Args:
+        model: a Functional or built Sequential Keras model (never modified).
+        layer: CAM layer path(s) (``"outer/inner"`` for nested models), or None to auto-select one
+            per input (logged, and recorded in every Explanation).
+        output: for multi-output models, which output to explain (index or name).
+        jit_compile: ``"auto"`` (XLA on GPU, plain ``tf.function`` on CPU), True or False.
+        class_names: optional names of the classes, used in captions and saved manifests.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        layer: str | Sequence[str] | None = None,
+        output: int | str | None = None,
+        jit_compile: JitMode = "auto",
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.model = check_graph_model(model)
+        self.layer = layer
+        self.output = output
+        self.jit_compile = jit_compile
+        self.class_names = tuple(str(c) for c in class_names) if class_names is not None else None
+        self._engines: dict[bool, Engine] = {}
+        self._base_tap = Tap.build(self.model, None, output=output)  # validates output, head
+        self.data_format = _data_format(self.model)
+        if layer is not None:  # validate early, with did-you-mean
+            Tap.build(self.model, layer, output=output)
+
+    # --------------------------------------------------------------------------------- engines
+    def engine(self, with_layers: bool) -> Engine:
+        """The engine for layer-space (``True``) or input-space (``False``) methods, built once."""
+        if with_layers not in self._engines:
+            tap = (
+                Tap.build(self.model, self.layer if self.layer is not None else "auto", output=self.output)
+                if with_layers
+                else self._base_tap
+            )
+            if with_layers:
+                log.info("xai: explaining layer(s) %s", ", ".join(tap.layers))
+            self._engines[with_layers] = Engine(tap, self.jit_compile)
+        return self._engines[with_layers]
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.model.inputs)
+
+    # --------------------------------------------------------------------------------- inputs
+    def _input_info(self, j: int) -> InputInfo:
+        shape = tuple(self.model.inputs[j].shape[1:])
+        rank = len(shape)
+        if rank <= 1:
+            return InputInfo(spatial=shape, channel_axis=None)
+        if self.data_format == "channels_first":
+            return InputInfo(spatial=shape[1:], channel_axis=1)
+        return InputInfo(spatial=shape[:-1], channel_axis=rank)
+
+    def prepare(
+        self, images: ImagesLike, preprocess: Callable[[np.ndarray], Any] | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Validate ``images`` and return (raw batched arrays, model-ready float arrays)."""
+        n_in = self.num_inputs
+        if n_in > 1:
+            if not isinstance(images, (list, tuple)) or len(images) != n_in:
+                raise bad_value(
+                    "images",
+                    f"a list with one array per model input ({n_in} inputs: "
+                    + ", ".join(str(t.name) for t in self.model.inputs)
+                    + ")",
+                    images,
+                )
+            items = list(images)
+        else:
+            if isinstance(images, (list, tuple)) and len(images) == 1 and np.ndim(images[0]) > 1:
+                items = [images[0]]
+            else:
+                items = [images]
+        raw, ready = [], []
+        n_samples = None
+        for j, item in enumerate(items):
+            name = "images" if n_in == 1 else f"images[{j}]"
+            try:
+                arr = np.asarray(item)
+            except Exception as exc:
+                raise bad_type(name, "an array (numpy or tensor)", item) from exc
+            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise bad_type(name, "a numeric array", item)
+            expected = tuple(self.model.inputs[j].shape[1:])
+            if arr.ndim == len(expected):
+                arr = arr[None]
+            if arr.ndim != len(expected) + 1:
+                raise bad_value(
+                    name,
+                    f"one sample of shape {expected} or a batch (N, {', '.join(str(d) for d in expected)})",
+                    arr,
+                    "Add or remove a batch axis, e.g. images[None] for one image.",
+                )
+            raw.append(arr)
+            model_in = np.asarray(preprocess(arr) if preprocess is not None else arr)
+            if model_in.ndim != len(expected) + 1 or len(model_in) != len(arr):
+                raise bad_value(
+                    "preprocess",
+                    f"a function returning a batch of shape (N, {', '.join(str(d) for d in expected)})",
+                    model_in,
+                )
+            mismatch = [
+                (i, got, want)
+                for i, (got, want) in enumerate(zip(model_in.shape[1:], expected))
+                if want is not None and got != want
+            ]
+            if mismatch:
+                i, got, want = mismatch[0]
+                is_channel = (
+                    len(expected) >= 2
+                    and (i == len(expected) - 1 if self.data_format == "channels_last" else i == 0)
+                )
+                what = "channel count" if is_channel else f"size of axis {i + 1}"
+                fix = (
+                    "Convert grayscale/RGBA images to the channels the model expects."
+                    if is_channel
+                    else "Resize the images to the model's input size (or pass preprocess=)."
+                )
+                raise bad_value(
+                    name,
+                    f"shaped like the model input (N, {', '.join(str(d) for d in expected)}); its {what} is {got}, expected {want}",
+                    model_in,
+                    fix,
+                )
+            model_in = model_in.astype(np.float32) if not np.issubdtype(model_in.dtype, np.floating) else model_in
+            if not np.isfinite(model_in).all():
+                bad = int((~np.isfinite(model_in)).sum())
+                raise bad_value(name, "finite (no NaN or Inf)", model_in, f"It holds {bad} non-finite values.")
+            if n_samples is None:
+                n_samples = len(model_in)
+            elif len(model_in) != n_samples:
+                raise bad_value("images", "the same number of samples for every input", [len(r) for r in raw])
+            ready.append(model_in)
+        if n_samples == 0:
+            raise bad_value("images", "at least one sample", raw[0])
+        return raw, ready
+
+    def _display_images(self, raw: list[np.ndarray], value_range: tuple[float, float] | None) -> list[np.ndarray | None]:
+        from . import viz
+
+        out: list[np.ndarray | None] = []
+        for j, arr in enumerate(raw):
+            info = self._input_info(j)
+            channels_last_image = (
+                arr.ndim == 4 and self.data_format == "channels_last" and arr.shape[-1] in (1, 3, 4)
+            )
+            out.append(viz.to_display(arr, value_range=value_range) if channels_last_image and len(info.spatial) == 2 else None)
+        return out
+
+    # --------------------------------------------------------------------------------- explain
+    def explain(
+        self,
+        images: ImagesLike,
+        method: str | Method = "gradcam",
+        *,
+        targets: targets_mod.TargetSpec = None,
+        batch_size: int = 32,
+        seed: int | None = None,
+        preprocess: Callable[[np.ndarray], Any] | None = None,
+        value_range: tuple[float, float] | None = None,
+        progress: bool | None = None,
+        **params: Any,
+    ) -> Explanation:
+        """Explain ``images``; see :func:`xai.explain` for the arguments."""
+        m = methods_mod.get(method)
+        run_params = m.resolve_params(params)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise bad_value("batch_size", "a positive int", batch_size)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise bad_type("seed", "an int or None", seed)
+        if m.stochastic:
+            if seed is None:
+                seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
+            run_params["seed"] = int(seed)
+        raw, ready = self.prepare(images, preprocess)
+        n = len(ready[0])
+        engine = self.engine(m.needs_layer)
+        tap = engine.tap
+        resolved = targets_mod.resolve(targets, n, tap.head, tap.num_logits)
+        if m.needs_layer and self.num_inputs > 1 and None in tap.layer_inputs:
+            mixed = [p for p, o in zip(tap.layers, tap.layer_inputs) if o is None]
+            raise ModelStructureError(
+                f"Layer(s) {mixed} combine several model inputs, so their CAM cannot be drawn over "
+                "one input. Choose one layer inside each input branch, e.g. layer=['left_conv', "
+                "'right_conv'], or leave layer=None to auto-select one per input."
+            )
+
+        results: list[MethodResult] = []
+        batches = range(0, n, int(batch_size))
+        bar = tqdm(
+            batches,
+            desc=f"xai {m.name}",
+            unit="batch",
+            disable=(True if len(batches) < 2 else None) if progress is None else not progress,
+            leave=False,
+        )
+        for start in bar:
+            sl = slice(start, start + int(batch_size))
+            t = resolved if callable(resolved) else resolved[sl]
+            results.append(m.compute(engine, [x[sl] for x in ready], t, **run_params))
+
+        maps = [np.concatenate([r.maps[i] for r in results]) for i in range(len(results[0].maps))]
+        logits = np.concatenate([r.logits for r in results])
+        infos = tuple(self._input_info(j) for j in range(self.num_inputs))
+        layer_maps: dict[str, np.ndarray] = {}
+        fused = [False] * self.num_inputs
+        if m.needs_layer:
+            layer_maps = dict(zip(tap.layers, maps))
+            per_input: list[np.ndarray] = []
+            for j in range(self.num_inputs):
+                owned = [mp for mp, o in zip(maps, tap.layer_inputs) if o == j or (o is None and self.num_inputs == 1)]
+                if not owned:
+                    raise ModelStructureError(
+                        f"No tapped layer belongs to model input {j}; pass one layer per input branch."
+                    )
+                if len(owned) == 1:
+                    per_input.append(owned[0])
+                else:  # several layers: mean of their normalised heatmaps (at input resolution)
+                    per_input.append(
+                        postprocess.fuse([postprocess.heatmap(mp, infos[j].spatial, m.display) for mp in owned])
+                    )
+                    fused[j] = True
+            maps = per_input
+        return Explanation(
+            method=m.name,
+            params=run_params,
+            layer=tap.layers if m.needs_layer else None,
+            raw=tuple(maps),
+            targets=np.concatenate([r.targets for r in results]).astype(np.int32),
+            scores=np.concatenate([r.scores for r in results]).astype(np.float32),
+            logits=logits,
+            probabilities=targets_mod.probabilities(logits, tap.head, tap.num_logits),
+            display=m.display,
+            inputs_info=infos,
+            images=tuple(self._display_images(raw, value_range)),
+            layer_maps=layer_maps,
+            class_names=self.class_names,
+            fused=tuple(fused),
+        )
+
+
+def explain(
+    model: keras.Model,
+    images: ImagesLike,
+    method: str | Method = "gradcam",
+    *,
+    targets: targets_mod.TargetSpec = None,
+    layer: str | Sequence[str] | None = None,
+    output: int | str | None = None,
+    batch_size: int = 32,
+    seed: int | None = None,
+    preprocess: Callable[[np.ndarray], Any] | None = None,
+    value_range: tuple[float, float] | None = None,
+    jit_compile: JitMode = "auto",
+    class_names: Sequence[str] | None = None,
+    progress: bool | None = None,
+    **params: Any,
+) -> Explanation:
+    """Explain what ``model`` saw in ``images``.
+
+    Args:
+        model: any Functional or built Sequential Keras model (softmax/sigmoid heads are handled:
+            gradients are always taken of the pre-activation class logit). Never modified.
+        images: one sample ``(H, W, C)`` or a batch ``(N, H, W, C)`` (any input rank: 1-D signals,
+            volumes), uint8 or float; for a multi-input model, a list with one array per input.
+        method: a registered method name (``xai.methods.available()``) or a Method object.
+        targets: ``None``/``"predicted"`` (the top class), an int for every sample, one int per
+            sample, or a callable ``f(logits) -> (batch,)`` scores.
+        layer: CAM layer path(s); None auto-selects (the last spatial layer, nested models
+            included). Several layers are fused (mean of normalised maps).
+        output: which output of a multi-output model (index or name).
+        batch_size: samples per compiled step (memory bound).
+        seed: seed of stochastic methods; None draws one and records it in ``params``.
+        preprocess: function applied to the batched images before the model (e.g. a
+            ``keras.applications`` ``preprocess_input``); attributions refer to its output.
+        value_range: display range of float images for overlays (default (0, 1); uint8 is 0-255).
+        jit_compile: ``"auto"``, True or False.
+        class_names: optional class names for captions.
+        progress: show a tqdm bar (None: only for several batches on a terminal).
+        **params: the method's own parameters (e.g. ``num_samples``, ``noise_level``).
+
+    Returns:
+        An :class:`~xai.explanation.Explanation`.
+
+    For repeated calls on the same model, build an :class:`Explainer` once and call its
+    ``explain`` method: its compiled steps are reused.
+    """
+    if isinstance(method, str) and method not in methods_mod.available():
+        methods_mod.get(method)  # fail fast with did-you-mean, before building anything
+    explainer = Explainer(model, layer=layer, output=output, jit_compile=jit_compile, class_names=class_names)
+    return explainer.explain(
+        images,
+        method,
+        targets=targets,
+        batch_size=batch_size,
+        seed=seed,
+        preprocess=preprocess,
+        value_range=value_range,
+        progress=progress,
+        **params,
+    )
+
+
+__all__ = ["Explainer", "explain"]

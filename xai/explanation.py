@@ -1,0 +1,256 @@
+"""The result of an explanation: raw maps plus metadata; heatmaps and pictures derived on demand."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import postprocess
+from .errors import XaiValueError, bad_type, bad_value
+from .postprocess import Display
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """How one model input is laid out: spatial size and channel axis (None when it has none)."""
+
+    spatial: tuple[int, ...]
+    channel_axis: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """An immutable explanation of ``N`` samples.
+
+    Attributes:
+        method: registry name of the method.
+        params: every parameter the method ran with (defaults included, and the seed).
+        layer: tapped layer path(s) for layer-space methods, else None.
+        raw: raw, signed, float32 attributions per model input: ``(N, *layer_spatial)`` for CAMs
+            (fused at input resolution when several layers map to one input), ``(N, *input_shape)``
+            for input-space methods.
+        layer_maps: raw map per tapped layer at its native resolution (CAMs only).
+        targets: int32 ``(N,)`` explained class per sample (-1 when a callable chose the score).
+        scores: float32 ``(N,)`` the explained score (class logit) per sample.
+        logits: float32 ``(N, K)`` logits of the explained output.
+        probabilities: float32 ``(N, C)`` the model's probabilities, or None for a linear head.
+        display: the recipe that turns ``raw`` into heatmaps.
+        inputs_info: layout of each model input.
+        images: display images per input, uint8 RGB ``(N, H, W, 3)``, or None (non-image inputs).
+        class_names: optional names for class indices.
+    """
+
+    method: str
+    params: Mapping[str, Any]
+    layer: tuple[str, ...] | None
+    raw: tuple[np.ndarray, ...]
+    targets: np.ndarray
+    scores: np.ndarray
+    logits: np.ndarray
+    probabilities: np.ndarray | None
+    display: Display
+    inputs_info: tuple[InputInfo, ...]
+    images: tuple[np.ndarray | None, ...]
+    layer_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
+    fused: tuple[bool, ...] = ()
+
+    # ------------------------------------------------------------------------------ arrays
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @property
+    def attributions(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Raw, signed float32 attributions; a tuple with one entry per input for multi-input models."""
+        return self.raw[0] if len(self.raw) == 1 else self.raw
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Predicted class per sample (argmax of the class logits; ``[-z, z]`` for binary heads)."""
+        if self.probabilities is not None:
+            return self.probabilities.argmax(axis=1).astype(np.int64)
+        return self.logits.argmax(axis=1).astype(np.int64)
+
+    @functools.cached_property
+    def _heatmaps(self) -> tuple[np.ndarray, ...]:
+        out = []
+        for raw, info, fused in zip(self.raw, self.inputs_info, self.fused or (False,) * len(self.raw)):
+            if fused:  # already a fused, normalised map at input resolution
+                out.append(postprocess.normalize(raw))
+                continue
+            out.append(postprocess.heatmap(raw, info.spatial, self.display, info.channel_axis))
+        return tuple(out)
+
+    @property
+    def heatmap(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """float32 ``(N, *spatial)`` in [0, 1] at input resolution (a tuple for multi-input models).
+
+        Constant maps are zeros, never NaN.
+        """
+        return self._heatmaps[0] if len(self._heatmaps) == 1 else self._heatmaps
+
+    def heatmap_for(self, input_index: int = 0) -> np.ndarray:
+        """The heatmap of one model input."""
+        self._check_input(input_index)
+        return self._heatmaps[input_index]
+
+    def _check_input(self, input_index: int) -> None:
+        if isinstance(input_index, bool) or not isinstance(input_index, (int, np.integer)) or not (
+            0 <= input_index < len(self.raw)
+        ):
+            raise bad_value("input_index", f"an int in [0, {len(self.raw) - 1}]", input_index)
+
+    # ------------------------------------------------------------------------------ pictures
+    def overlay(
+        self, alpha: float = 0.4, colormap: str = "jet", *, input_index: int = 0
+    ) -> np.ndarray:
+        """Heatmaps blended over the input images: uint8 RGB ``(N, H, W, 3)``.
+
+        Args:
+            alpha: weight of the colour map (0 = the image, 1 = the colour map).
+            colormap: OpenCV colour map name (see ``xai.viz.COLORMAPS``).
+            input_index: which model input (multi-input models).
+        """
+        from . import viz
+
+        self._check_input(input_index)
+        images = self.images[input_index]
+        if images is None:
+            raise XaiValueError(
+                "overlay() needs 2-D image inputs (N, H, W, 1|3|4); this explanation's input "
+                f"{input_index} has spatial shape {self.inputs_info[input_index].spatial}. Use "
+                ".heatmap for the map itself, or .plot() for a figure."
+            )
+        heat = self._heatmaps[input_index]
+        if heat.shape[1:] != images.shape[1:3]:
+            heat = postprocess.resize(heat, images.shape[1:3])
+        return viz.overlay(images, heat, alpha=alpha, colormap=colormap)
+
+    def label(self, index: int) -> str:
+        """A short caption for sample ``index``: target class (name) and probability or score."""
+        t = int(self.targets[index])
+        name = (
+            self.class_names[t]
+            if self.class_names is not None and 0 <= t < len(self.class_names)
+            else (str(t) if t >= 0 else "custom score")
+        )
+        if self.probabilities is not None and t >= 0:
+            return f"{name} (p={self.probabilities[index, t]:.2f})"
+        return f"{name} (score={self.scores[index]:.3g})"
+
+    def plot(self, index: int = 0, ax: Any = None, *, alpha: float = 0.4, colormap: str = "jet", input_index: int = 0) -> Any:
+        """A matplotlib Figure of sample ``index`` (image | heatmap | overlay); never calls show().
+
+        With ``ax`` given, draws only the overlay (or, for 1-D inputs, the heatmap) into it.
+        """
+        from . import viz
+
+        self._check_input(input_index)
+        if not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
+            raise bad_value("index", f"an int in [0, {len(self) - 1}]", index)
+        title = f"{self.method}: {self.label(index)}"
+        heat = self._heatmaps[input_index][index]
+        if self.images[input_index] is None:
+            return viz.plot_map(heat, title=title, ax=ax, colormap=colormap)
+        over = self.overlay(alpha, colormap, input_index=input_index)[index]
+        image = self.images[input_index][index]
+        if heat.shape != image.shape[:2]:
+            heat = postprocess.resize(heat[None], image.shape[:2])[0]
+        return viz.plot_explanation(image, heat, over, title=title, ax=ax, colormap=colormap)
+
+    # ------------------------------------------------------------------------------ slicing
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Explanation:
+        """A new Explanation of a subset of the samples (an int keeps the batch axis)."""
+        if isinstance(index, (int, np.integer)):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"index {index} out of range for an Explanation of {len(self)} samples")
+            index = slice(int(index), int(index) + 1 if index != -1 else None)
+        elif not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.dtype == bool or not np.issubdtype(index.dtype, np.integer):
+                raise bad_type("index", "an int, a slice or a sequence of ints", index)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return replace(
+            self,
+            raw=tuple(take(r) for r in self.raw),
+            layer_maps={k: take(v) for k, v in self.layer_maps.items()},
+            targets=take(self.targets),
+            scores=take(self.scores),
+            logits=take(self.logits),
+            probabilities=take(self.probabilities),
+            images=tuple(take(i) for i in self.images),
+        )
+
+    # ------------------------------------------------------------------------------ export
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready metadata (no arrays except the per-sample vectors)."""
+        return {
+            "method": self.method,
+            "params": dict(self.params),
+            "layer": list(self.layer) if self.layer else None,
+            "display": self.display.to_dict(),
+            "num_samples": len(self),
+            "targets": self.targets.tolist(),
+            "predictions": self.predictions.tolist(),
+            "scores": self.scores.tolist(),
+            "probabilities": None if self.probabilities is None else self.probabilities.tolist(),
+            "class_names": list(self.class_names) if self.class_names else None,
+        }
+
+    def save(self, directory: str | Path, *, alpha: float = 0.4, colormap: str = "jet") -> list[Path]:
+        """Write overlay PNGs, raw ``.npy`` attributions, heatmaps and ``manifest.json`` atomically.
+
+        Returns:
+            The paths written (the manifest last).
+        """
+        from . import io
+
+        out = Path(directory)
+        written: list[Path] = []
+        for j in range(len(self.raw)):
+            suffix = "" if len(self.raw) == 1 else f"_input{j}"
+            written.append(io.write_npy(out / f"attributions{suffix}.npy", self.raw[j]))
+            written.append(io.write_npy(out / f"heatmaps{suffix}.npy", self._heatmaps[j]))
+            if self.images[j] is not None:
+                overlays = self.overlay(alpha, colormap, input_index=j)
+                for i, o in enumerate(overlays):
+                    written.append(io.write_png(out / f"overlay{suffix}_{i:04d}.png", o))
+        manifest = self.to_dict() | {
+            "files": [p.name for p in written],
+            "overlay": {"alpha": alpha, "colormap": colormap},
+        }
+        written.append(io.write_json(out / "manifest.json", manifest))
+        return written
+
+    def _repr_html_(self) -> str:
+        from . import io
+
+        cells = []
+        if self.images[0] is not None:
+            for i, o in enumerate(self.overlay()[:8]):
+                data = base64.b64encode(io.encode_png(o)).decode("ascii")
+                cells.append(
+                    f'<figure style="display:inline-block;margin:2px"><img src="data:image/png;base64,{data}" '
+                    f'style="width:160px;image-rendering:pixelated"/><figcaption style="font-size:11px">'
+                    f"{html.escape(self.label(i))}</figcaption></figure>"
+                )
+        more = f" (first 8 of {len(self)})" if len(self) > 8 and cells else ""
+        layer = html.escape(", ".join(self.layer)) if self.layer else "input"
+        return (
+            f"<div><b>Explanation</b> method={html.escape(self.method)}, layer={layer}, "
+            f"{len(self)} sample(s){more}<br/>{''.join(cells)}</div>"
+        )
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(r.shape) for r in self.raw)
+        return f"Explanation(method={self.method!r}, samples={len(self)}, layer={self.layer}, attributions={shapes})"

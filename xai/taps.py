@@ -1,0 +1,577 @@
+"""Model surgery without mutation: logits and intermediate activations of any Keras graph model.
+
+A *tap* is a new functional ``keras.Model`` from the user's inputs to ``[logits, *activations]``.
+It is built from the user's own layer objects, so it shares their variables (no copies, no new
+weights) and the user's model is never modified: no attribute is assigned on any user layer.
+
+How it works (see ``notes/keras3-facts.md`` §1-§2):
+
+* The model's graph is replayed on fresh ``keras.Input`` tensors with ``keras.models.clone_model``
+  and ``clone_function=identity`` (same layer objects); a Sequential is replayed layer by layer.
+* The final softmax/sigmoid of the chosen output is skipped (``Softmax``/``Activation`` layers) or
+  linearised (a ``Dense``/``Conv`` with a fused activation is re-applied without it by
+  :class:`PreActivation`, which reads the layer's variables).
+* A layer inside a nested model (``"backbone/out_relu"``) is reached by rebuilding the nested
+  model as its own multi-output tap and calling that from the replayed outer graph; this is how
+  the "Output ... is not connected to inputs" error of the naive approach is avoided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import ops
+
+from .errors import ModelStructureError, bad_type, bad_value, did_you_mean
+
+log = logging.getLogger(__name__)
+
+SEP = "/"
+_PROBABILITY_HEADS = ("softmax", "sigmoid", "log_softmax")
+_SKIPPED_FOR_AUTO = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
+
+
+# --------------------------------------------------------------------------------------------
+# Inspecting the model
+# --------------------------------------------------------------------------------------------
+
+
+def check_graph_model(model: Any) -> keras.Model:
+    """Validate that ``model`` is a Keras model with a graph (Functional or built Sequential)."""
+    if not isinstance(model, keras.Model):
+        raise bad_type(
+            "model",
+            "a keras.Model (Sequential or functional)",
+            model,
+            "Load or build a Keras 3 model first, e.g. keras.saving.load_model(path).",
+        )
+    if isinstance(model, keras.Sequential):
+        try:
+            model.inputs  # noqa: B018 - raises when the Sequential was never built
+        except (AttributeError, ValueError) as exc:
+            raise ModelStructureError(
+                f"The Sequential model {model.name!r} has never been built, so it has no graph to "
+                "explain. Build it first: start it with keras.Input(shape), call "
+                "model.build((None, *input_shape)), or call it once on a batch."
+            ) from exc
+        return model
+    if not _is_functional(model):
+        raise ModelStructureError(
+            f"`model` is a subclassed keras.Model ({type(model).__name__}) with a custom call(): it "
+            "has no layer graph, so its intermediate activations and pre-softmax logits cannot be "
+            "reached without changing it. What you can do: (1) build the same network with the "
+            "functional API or keras.Sequential (the weights can be copied with set_weights), or "
+            "(2) if call() returns logits, use an input-gradient method (method='saliency' or "
+            "'smoothgrad') on a functional wrapper: inputs = keras.Input(shape); "
+            "wrapper = keras.Model(inputs, model(inputs))."
+        )
+    return model
+
+
+def _is_functional(model: keras.Model) -> bool:
+    # Functional (and keras.applications) models expose their graph through `_nodes_by_depth`;
+    # a subclassed model called on a KerasTensor gets `inputs` too but no inner graph.
+    from keras.src.models.functional import Functional  # Keras has no public alias for this class
+
+    return isinstance(model, Functional)
+
+
+def _is_nested_model(layer: Any) -> bool:
+    return isinstance(layer, keras.Model) and (
+        isinstance(layer, keras.Sequential) or _is_functional(layer)
+    )
+
+
+def layer_paths(model: keras.Model, *, leaves_only: bool = False) -> list[str]:
+    """All layer paths of ``model`` in graph order, descending into nested models.
+
+    Args:
+        model: a Functional or built Sequential model.
+        leaves_only: skip the entries that are themselves nested models.
+
+    Returns:
+        Paths such as ``["rescaling", "mobilenetv2_1.00_96", "mobilenetv2_1.00_96/Conv1", ...]``.
+    """
+    paths: list[str] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if _is_nested_model(layer):
+            if not leaves_only:
+                paths.append(layer.name)
+            paths.extend(layer.name + SEP + p for p in layer_paths(layer, leaves_only=leaves_only))
+        else:
+            paths.append(layer.name)
+    return paths
+
+
+def get_layer(model: keras.Model, path: str) -> keras.layers.Layer:
+    """The layer object at ``path`` (``"outer/inner"`` for nested models), with did-you-mean errors."""
+    if not isinstance(path, str) or not path:
+        raise bad_type("layer", "a layer name or 'outer/inner' path (str)", path)
+    current: keras.layers.Layer = model
+    for part in path.split(SEP):
+        found = None
+        if isinstance(current, keras.Model):
+            found = next((la for la in current.layers if la.name == part), None)
+        if found is None:
+            raise ModelStructureError(
+                f"`layer` must name a layer of model {model.name!r}. Received: layer={path!r}. "
+                + did_you_mean(path, layer_paths(model))
+                + " Layers inside a nested model are written 'outer_name/inner_name'."
+            )
+        current = found
+    return current
+
+
+def _single_output(layer: keras.layers.Layer) -> Any:
+    out = layer.output
+    if isinstance(out, (list, tuple)):
+        return out[0] if len(out) == 1 else None
+    return out
+
+
+def channel_axis(layer: keras.layers.Layer, rank: int) -> int:
+    """Channel axis (positive) of ``layer``'s output of rank ``rank``, from its ``data_format``."""
+    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else rank - 1
+
+
+def _input_dependencies(tensor: Any, memo: dict[int, frozenset[int]], input_ids: dict[int, int]) -> frozenset[int]:
+    """Indices of the model inputs that a KerasTensor depends on (walking ``_keras_history``)."""
+    key = id(tensor)
+    if key in memo:
+        return memo[key]
+    if key in input_ids:
+        memo[key] = frozenset({input_ids[key]})
+        return memo[key]
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        memo[key] = frozenset()
+        return memo[key]
+    node = history.operation._inbound_nodes[history.node_index]
+    deps: frozenset[int] = frozenset()
+    for t in node.input_tensors:
+        deps = deps | _input_dependencies(t, memo, input_ids)
+    memo[key] = deps
+    return deps
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A candidate layer: its path, output shape, and which model input it depends on."""
+
+    path: str
+    shape: tuple[Any, ...]
+    inputs: frozenset[int]
+
+
+def _candidates(model: keras.Model) -> list[LayerInfo]:
+    """Every single-output layer (nested included) with its output shape and input dependencies."""
+    input_ids = {id(t): i for i, t in enumerate(model.inputs)}
+    memo: dict[int, frozenset[int]] = {}
+    infos: list[LayerInfo] = []
+
+    def walk(container: keras.Model, prefix: str, outer_deps: frozenset[int] | None) -> None:
+        for layer in container.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            out = _single_output(layer)
+            if out is None:
+                continue
+            if outer_deps is None:  # top level: dependencies from the user's graph
+                deps = _input_dependencies(out, memo, input_ids)
+            else:  # inside a nested model: it depends on what the nested model depends on
+                deps = outer_deps
+            path = prefix + layer.name
+            if not isinstance(layer, _SKIPPED_FOR_AUTO):
+                infos.append(LayerInfo(path, tuple(out.shape), deps))
+            if _is_nested_model(layer):  # after the nested model itself, so its leaves win
+                walk(layer, path + SEP, deps)
+
+    walk(model, "", None)
+    return infos
+
+
+def auto_layer(model: keras.Model, input_index: int = 0) -> str:
+    """Choose the CAM layer for model input ``input_index`` (Rule A of keras3-facts §3).
+
+    The last layer, searching nested models, whose output has the input's rank and whose spatial
+    size is not all 1, among the layers that depend on that input. Falls back (with a warning) to
+    the last layer of that rank when every candidate map is 1x1.
+
+    Raises:
+        ModelStructureError: when no layer has the input's rank (e.g. an MLP): CAM methods need a
+            spatial layer; input-gradient methods still work.
+    """
+    model = check_graph_model(model)
+    rank = len(model.inputs[input_index].shape)
+    same_rank = [
+        c
+        for c in _candidates(model)
+        if len(c.shape) == rank and (not c.inputs or input_index in c.inputs) and len(c.inputs) <= 1
+    ]
+    # Layers fed by several inputs (after a Concatenate of branches) belong to no single input.
+    if not same_rank:
+        raise ModelStructureError(
+            f"CAM methods need a layer with spatial output, but model {model.name!r} has no layer "
+            f"whose output has the rank of input {input_index} ({rank}, e.g. (batch, height, "
+            "width, channels)). Pass `layer=` to choose one, or use an input-gradient method "
+            "(method='saliency' or 'smoothgrad'), which works on any differentiable model."
+        )
+    for c in reversed(same_rank):
+        axis = 1 if _layer_data_format(model, c.path) == "channels_first" else rank - 1
+        spatial = [d for i, d in enumerate(c.shape) if i not in (0, axis)]
+        if any(d is None or d > 1 for d in spatial):
+            log.info("xai: auto-selected layer %r (output %s) for input %d", c.path, c.shape, input_index)
+            return c.path
+    chosen = same_rank[-1].path
+    log.warning(
+        "xai: every candidate layer of model %r has a 1x1 spatial map; using %r. Pass `layer=` "
+        "to pick an earlier, larger feature map.",
+        model.name,
+        chosen,
+    )
+    return chosen
+
+
+def _layer_data_format(model: keras.Model, path: str) -> str:
+    return getattr(get_layer(model, path), "data_format", "channels_last")
+
+
+def model_output_names(model: keras.Model) -> list[str]:
+    """Names of the model's outputs (the names of the layers that produce them)."""
+    names = []
+    for t in model.outputs:
+        history = getattr(t, "_keras_history", None)
+        names.append(history.operation.name if history is not None else str(t.name))
+    return names
+
+
+def resolve_output(model: keras.Model, output: int | str | None) -> int:
+    """Index of the chosen model output; ``None`` is allowed only for single-output models."""
+    names = model_output_names(model)
+    n = len(names)
+    listing = ", ".join(f"{i}: {name!r}" for i, name in enumerate(names))
+    if output is None:
+        if n == 1:
+            return 0
+        raise bad_value(
+            "output",
+            f"given for a model with {n} outputs",
+            output,
+            f"Choose one with output=<index or name>. The outputs are {listing}.",
+        )
+    if isinstance(output, bool) or not isinstance(output, (int, str)):
+        raise bad_type("output", "an output index (int) or output layer name (str)", output)
+    if isinstance(output, int):
+        if not -n <= output < n:
+            raise bad_value("output", f"an index in [0, {n - 1}]", output, f"The outputs are {listing}.")
+        return output % n
+    if output not in names:
+        raise bad_value(
+            "output",
+            "the name of one of the model's outputs",
+            output,
+            did_you_mean(output, names) + f" The outputs are {listing}.",
+        )
+    return names.index(output)
+
+
+# --------------------------------------------------------------------------------------------
+# The head: which operation produces the chosen output, and how to get its pre-activation
+# --------------------------------------------------------------------------------------------
+
+
+def _activation_name(fn: Any) -> str:
+    if fn is None:
+        return "linear"
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _producer(model: keras.Model, output_index: int) -> keras.layers.Layer:
+    if isinstance(model, keras.Sequential):
+        return model.layers[-1]
+    return model.outputs[output_index]._keras_history.operation
+
+
+def head_activation(model: keras.Model, output_index: int = 0) -> str:
+    """Name of the final activation of one output: ``softmax``, ``sigmoid``, ``linear``, ...
+
+    Descends into a nested model when the output is produced by one.
+    """
+    layer = _producer(model, output_index)
+    if _is_nested_model(layer):
+        return head_activation(layer, 0)
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    return _activation_name(getattr(layer, "activation", None))
+
+
+class PreActivation(keras.layers.Layer):
+    """Applies a user's ``Dense`` or convolution layer *without* its activation.
+
+    It reads the wrapped layer's own variables (no copies) and never modifies the layer.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs: Any) -> None:
+        super().__init__(name=f"{layer.name}_preactivation", **kwargs)
+        self.wrapped = layer
+
+    def call(self, inputs: Any) -> Any:
+        layer = self.wrapped
+        if isinstance(layer, keras.layers.Dense):
+            z = ops.matmul(inputs, layer.kernel)
+            return z if layer.bias is None else ops.add(z, layer.bias)
+        z = layer.convolution_op(inputs, layer.kernel)
+        if not layer.use_bias:
+            return z
+        if layer.data_format == "channels_last":
+            shape = (1,) * (layer.rank + 1) + (layer.filters,)
+        else:
+            shape = (1, layer.filters) + (1,) * layer.rank
+        return ops.add(z, ops.reshape(layer.bias, shape))
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return self.wrapped.compute_output_shape(input_shape)
+
+
+def _is_conv(layer: Any) -> bool:
+    return hasattr(layer, "convolution_op") and hasattr(layer, "kernel") and not isinstance(
+        layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+    )
+
+
+def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> Any:
+    """Call ``layer`` on its replayed arguments, returning the tensor before its final activation."""
+    if isinstance(layer, keras.layers.Softmax) or (
+        type(layer) is keras.layers.Activation
+    ):
+        return args[0]
+    if isinstance(layer, keras.layers.Dense) or _is_conv(layer):
+        return PreActivation(layer)(args[0])
+    raise ModelStructureError(
+        f"The model's output is produced by layer {layer.name!r} ({type(layer).__name__}) with "
+        f"activation {_activation_name(getattr(layer, 'activation', None))!r} fused in; xai can "
+        "remove a fused activation only from Dense and Conv layers. Build the model with the "
+        "activation as its own layer (keras.layers.Activation / Softmax) so the logits are reachable."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rebuilding graphs
+# --------------------------------------------------------------------------------------------
+
+
+def _fresh_inputs(model: keras.Model) -> Any:
+    """New ``keras.Input`` tensors in the structure of ``model.input``, with a None batch dimension."""
+
+    def make(t: Any) -> Any:
+        return keras.Input(batch_shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name)
+
+    if isinstance(model, keras.Sequential):
+        return make(model.inputs[0])
+    return keras.tree.map_structure(make, model.input)
+
+
+def _rebuild(model: keras.Model, wanted: Sequence[str], output_index: int | None) -> tuple[keras.Model, int]:
+    """Replay ``model`` into a new graph ``inputs -> [*outputs, *activations(wanted)]``.
+
+    Args:
+        model: a Functional or Sequential model (validated).
+        wanted: layer paths relative to ``model`` whose outputs are appended, in this order.
+        output_index: the output whose final softmax/sigmoid is removed, or None to keep all.
+
+    Returns:
+        The new model and the number of leading entries that are the model's own outputs.
+    """
+    top_names = {p.split(SEP, 1)[0] for p in wanted}
+    captured: dict[str, Any] = {}
+    head = _producer(model, output_index) if output_index is not None else None
+    head_act = head_activation(model, output_index) if output_index is not None else "linear"
+    strip_head = head is not None and (head_act in _PROBABILITY_HEADS or _is_nested_model(head))
+    head_done = False
+
+    def call_fn(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
+        nonlocal head_done
+        is_head = strip_head and layer is head and not head_done
+        inner_wanted = [p.split(SEP, 1)[1] for p in wanted if p.startswith(layer.name + SEP)]
+        if _is_nested_model(layer) and (inner_wanted or is_head):
+            sub, n_out = _rebuild(layer, inner_wanted, 0 if is_head else None)
+            results = sub(*args, **kwargs)
+            results = list(results) if isinstance(results, (list, tuple)) else [results]
+            for p, value in zip(inner_wanted, results[n_out:]):
+                captured[layer.name + SEP + p] = value
+            out = results[0] if n_out == 1 else results[:n_out]
+        elif is_head:
+            out = _pre_activation_call(layer, args, kwargs)
+        else:
+            out = layer(*args, **kwargs)
+        if is_head:
+            head_done = True
+        if layer.name in top_names and layer.name not in captured:
+            captured[layer.name] = out  # the first call of a shared layer, like layer.output
+        return out
+
+    inputs = _fresh_inputs(model)
+    if isinstance(model, keras.Sequential):
+        x = inputs
+        for layer in model.layers:
+            x = call_fn(layer, x)
+        outputs = [x]
+    else:
+        replayed = keras.models.clone_model(
+            model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_fn
+        )
+        outputs = list(replayed.outputs)
+    missing = [p for p in wanted if p not in captured]
+    if missing:  # pragma: no cover - paths are validated before
+        raise ModelStructureError(f"Could not reach layers {missing} in model {model.name!r}.")
+    model_inputs = inputs if isinstance(model, keras.Sequential) else keras.tree.flatten(inputs)
+    if isinstance(model_inputs, list) and len(model_inputs) == 1:
+        model_inputs = model_inputs[0]
+    new = keras.Model(model_inputs, [*outputs, *(captured[p] for p in wanted)], name=f"{model.name}_tap")
+    return new, len(outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# The public objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Tap:
+    """A frozen tap: ``model(inputs) -> [logits, *activations]`` plus what it knows about them.
+
+    Attributes:
+        model: the new functional model; shares every variable with the user's model.
+        layers: paths of the tapped layers, in the order of the activations.
+        output: index of the user's model output whose logits are returned.
+        head: final activation removed from that output ("softmax", "sigmoid", "linear", ...).
+        num_logits: size of the logits' last axis.
+        channel_axes: channel axis of each tapped activation (positive, batch axis is 0).
+        layer_inputs: for each tapped layer, the index of the model input it belongs to (None when
+            it mixes several inputs).
+        num_inputs: number of model inputs.
+    """
+
+    model: keras.Model
+    layers: tuple[str, ...]
+    output: int
+    head: str
+    num_logits: int
+    channel_axes: tuple[int, ...]
+    layer_inputs: tuple[int | None, ...]
+    num_inputs: int
+
+    @classmethod
+    def build(
+        cls,
+        model: keras.Model,
+        layers: str | Sequence[str] | None = None,
+        *,
+        output: int | str | None = None,
+    ) -> Tap:
+        """Build a tap on ``model``.
+
+        Args:
+            model: a Keras Functional or built Sequential model (never modified).
+            layers: a layer path, a list of paths, ``"all"`` (every leaf layer), ``"auto"`` (the
+                CAM layer chosen per input by :func:`auto_layer`), or None (logits only).
+            output: for multi-output models, the output (index or name) to take logits from.
+        """
+        model = check_graph_model(model)
+        out_index = resolve_output(model, output)
+        paths = _resolve_layers(model, layers)
+        keras_model, n_out = _rebuild(model, paths, out_index)
+        # Keep only the chosen output's logits before the activations.
+        if n_out != 1:
+            keras_model = keras.Model(
+                keras_model.inputs if len(keras_model.inputs) > 1 else keras_model.inputs[0],
+                [keras_model.outputs[out_index], *keras_model.outputs[n_out:]],
+                name=keras_model.name,
+            )
+        outs = keras_model.outputs
+        infos = {c.path: c for c in _candidates(model)}
+        axes, owners = [], []
+        for p, t in zip(paths, outs[1:]):
+            axes.append(channel_axis(get_layer(model, p), len(t.shape)))
+            deps = infos[p].inputs if p in infos else frozenset()
+            owners.append(next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None))
+        return cls(
+            model=keras_model,
+            layers=tuple(paths),
+            output=out_index,
+            head=head_activation(model, out_index),
+            num_logits=int(outs[0].shape[-1]) if len(outs[0].shape) > 1 else 1,
+            channel_axes=tuple(axes),
+            layer_inputs=tuple(owners),
+            num_inputs=len(model.inputs),
+        )
+
+
+def _resolve_layers(model: keras.Model, layers: str | Sequence[str] | None) -> list[str]:
+    if layers is None:
+        return []
+    if isinstance(layers, str):
+        if layers == "all":
+            return layer_paths(model, leaves_only=True)
+        if layers == "auto":
+            return [auto_layer(model, i) for i in range(len(model.inputs))]
+        layers = [layers]
+    if not isinstance(layers, Sequence) or not all(isinstance(p, str) for p in layers):
+        raise bad_type("layer", "a layer name, a list of layer names, 'auto' or 'all'", layers)
+    out = []
+    for p in layers:
+        get_layer(model, p)  # validates, with did-you-mean
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def tap(
+    model: keras.Model,
+    layers: str | Sequence[str] | None = "auto",
+    *,
+    logits: bool = True,
+    output: int | str | None = None,
+) -> keras.Model:
+    """A new model returning ``[logits, *activations]`` of ``model``, sharing its weights.
+
+    Args:
+        model: Functional or built Sequential Keras model. It is not modified.
+        layers: layer path(s) to return (``"outer/inner"`` reaches into nested models), ``"all"``
+            for every leaf layer in graph order, or ``"auto"`` for the Grad-CAM layer per input.
+        logits: prepend the pre-softmax/sigmoid logits of the chosen output.
+        output: which output of a multi-output model to take logits from (index or name).
+
+    Returns:
+        A functional ``keras.Model`` with the same inputs as ``model``.
+
+    Example:
+        >>> t = xai.tap(model, ["conv2d", "backbone/out_relu"])
+        >>> logits, a1, a2 = t(images)
+    """
+    t = Tap.build(model, layers, output=output)
+    if logits:
+        return t.model
+    outs = t.model.outputs[1:]
+    if not outs:
+        raise bad_value("layers", "at least one layer when logits=False", layers)
+    inputs = t.model.inputs if len(t.model.inputs) > 1 else t.model.inputs[0]
+    return keras.Model(inputs, outs, name=t.model.name)
+
+
+def logits_model(model: keras.Model, *, output: int | str | None = None) -> keras.Model:
+    """A new model with the same inputs returning the pre-activation logits of one output.
+
+    A final ``softmax``/``sigmoid`` (as its own ``Softmax``/``Activation`` layer or fused into a
+    ``Dense``/``Conv``, at any nesting depth) is removed; a ``linear`` head is returned as is.
+    The user's layers and variables are reused; ``model`` is not modified.
+    """
+    t = Tap.build(model, None, output=output)
+    inputs = t.model.inputs if len(t.model.inputs) > 1 else t.model.inputs[0]
+    return keras.Model(inputs, t.model.outputs[0], name=f"{model.name}_logits")
