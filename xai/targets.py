@@ -12,7 +12,7 @@ a real map instead of an empty one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,7 @@ import tensorflow as tf
 from .errors import bad_type, bad_value
 
 PREDICTED = -1
-TargetSpec = Union[None, str, int, Sequence[int], np.ndarray, Callable[[Any], Any]]
+TargetSpec = None | str | int | Sequence[int] | np.ndarray | Callable[[Any], Any]
 
 
 def is_binary(head: str, num_logits: int) -> bool:

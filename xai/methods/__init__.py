@@ -5,7 +5,6 @@ noise smoothing. Importing this package registers the built-in methods.
 """
 
 from . import cam, gradient  # noqa: F401  (registration side effects)
-from . import smooth as _smooth_module
 from .registry import Method, MethodResult, available, get, register
 from .smooth import smooth
 

@@ -1,0 +1,416 @@
+"""Image reading (always RGB) and atomic file writes.
+
+With :mod:`xai.viz`, this is the only module where OpenCV's BGR channel order appears: images come
+out of :func:`read_image` and go into :func:`write_png` as RGB.
+
+Every writer here is atomic: it writes a temporary file in the target's directory (named
+``.<target name>.<random>.tmp``), flushes and fsyncs it, then renames it onto the target with
+:func:`os.replace`. A reader never sees a half-written file, and if anything fails on the way the
+temporary file is removed and an existing target is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike
+
+from xai.errors import XaiError, bad_type, bad_value
+
+__all__ = [
+    "MAX_PIXELS",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "encode_png",
+    "read_image",
+    "write_json",
+    "write_npy",
+    "write_png",
+]
+
+MAX_PIXELS: int = 100_000_000
+"""Largest image (height * width) that :func:`read_image` accepts by default.
+
+A guard against decompression bombs and accidental huge reads. For PNG, JPEG and BMP files the
+size is read from the file header before decoding; for other formats it is checked after decoding
+(OpenCV's own limit, ``CV_IO_MAX_IMAGE_PIXELS``, 2**30 by default, applies before that). Pass
+``max_pixels=`` to :func:`read_image` to change it for one call.
+"""
+
+PathLike = str | os.PathLike
+
+
+def _as_path(path: Any, param: str = "path") -> Path:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise bad_type(param, "a file path (str or os.PathLike)", path)
+    return Path(os.fspath(path))
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG, JPEG or BMP header, or None if unknown/unparseable."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(height), abs(width)
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers, no length
+                pos += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image / start of scan: no frame header found
+                return None
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            is_sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
+            if is_sof and pos + 9 <= len(data):
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return height, width
+            pos += 2 + length
+    return None
+
+
+def _check_pixels(path: Path, height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise bad_value(
+            "path",
+            f"an image of at most max_pixels={max_pixels:,} pixels",
+            str(path),
+            f"The image is {height} x {width} = {height * width:,} pixels (H x W). Downscale it, "
+            "or pass a larger max_pixels= to read_image() if you trust the file.",
+        )
+
+
+def _unreadable(path: Path, why: str) -> Exception:
+    return bad_value(
+        "path", "a readable image file (PNG, JPEG, BMP, TIFF, WebP, ...)", str(path), why
+    )
+
+
+def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as uint8 RGB.
+
+    The bytes are read with Python (so unicode and space-containing paths work on every platform)
+    and decoded with ``cv2.imdecode(..., IMREAD_UNCHANGED)``. Conversions: grey -> RGB (channel
+    repeated), grey+alpha and RGBA -> RGB (alpha dropped, not composited), 16-bit -> 8-bit as
+    ``round(x / 257)``, OpenCV's BGR -> RGB. EXIF orientation is *not* applied, like
+    ``tf.io.decode_image`` and ``keras.utils.load_img``: the pixels are the ones stored in the file.
+
+    Args:
+        path: Path of the image file.
+        max_pixels: Largest accepted ``height * width``; None means :data:`MAX_PIXELS`. Checked
+            from the header before decoding for PNG, JPEG and BMP, after decoding otherwise.
+
+    Returns:
+        uint8 array of shape ``(H, W, 3)``, RGB.
+
+    Raises:
+        XaiValueError: Naming the path and the reason: missing file, a directory, unreadable, zero
+            bytes, not a decodable image (garbage or truncated), too many pixels, or an
+            unsupported layout (e.g. float TIFF/EXR, more than 4 channels).
+        XaiTypeError: ``path`` is not a str or os.PathLike.
+    """
+    target = _as_path(path)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise bad_value("max_pixels", "None or a positive integer", max_pixels)
+    if not target.exists():
+        raise _unreadable(target, "The file does not exist; check the path and working directory.")
+    if target.is_dir():
+        raise _unreadable(target, "It is a directory, not a file.")
+    try:
+        data = target.read_bytes()
+    except OSError as error:
+        raise _unreadable(target, f"It could not be read: {error}.") from error
+    if not data:
+        raise _unreadable(target, "The file is empty (zero bytes).")
+    size = _header_size(data)
+    if size is not None:
+        _check_pixels(target, *size, int(limit))
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise _unreadable(target, f"OpenCV could not decode it: {error}".strip()) from error
+    if decoded is None:
+        raise _unreadable(
+            target,
+            f"OpenCV could not decode its {len(data)} bytes: it is not an image in a supported "
+            "format, or it is truncated or corrupt.",
+        )
+    _check_pixels(target, decoded.shape[0], decoded.shape[1], int(limit))
+    return _to_rgb8(target, decoded)
+
+
+def _to_rgb8(path: Path, decoded: np.ndarray) -> np.ndarray:
+    if decoded.ndim == 2:
+        decoded = decoded[..., None]
+    channels = decoded.shape[2] if decoded.ndim == 3 else 0
+    if channels in (1, 2):  # grey, grey + alpha
+        rgb = np.repeat(decoded[..., :1], 3, axis=2)
+    elif channels == 3:  # BGR
+        rgb = decoded[..., ::-1]
+    elif channels == 4:  # BGRA
+        rgb = decoded[..., 2::-1]
+    else:
+        raise _unreadable(
+            path, f"Unsupported layout: decoded shape {decoded.shape}; expected 1 to 4 channels."
+        )
+    if rgb.dtype == np.uint16:
+        # round(x / 257) in integers: floor((2x + 257) / 514); 65535 -> 255, 257 -> 1.
+        rgb = ((rgb.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+    elif rgb.dtype != np.uint8:
+        raise _unreadable(
+            path,
+            f"Unsupported layout: {rgb.dtype.name} pixels (only 8- and 16-bit images are read). "
+            "Convert the file to 8-bit PNG or JPEG.",
+        )
+    return np.ascontiguousarray(rgb)
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def _create_temp(target: Path) -> tuple[Path, int]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    stem = target.name[:100]
+    for _ in range(100):
+        temp = target.with_name(f".{stem}.{secrets.token_hex(4)}.tmp")
+        try:
+            # 0o666 filtered by the umask: the final file gets the usual permissions (mkstemp's
+            # 0o600 would leak onto the target).
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file next to {str(target)!r}.")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable on POSIX; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces ``path`` atomically when the block ends without error."""
+    target = _as_path(path)
+    if target.is_dir():
+        raise bad_value("path", "a file path, not a directory", str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp, fd = _create_temp(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, ``os.replace``).
+
+    Args:
+        path: Target file; parent directories are created.
+        data: ``bytes``, ``bytearray`` or ``memoryview``.
+
+    Returns:
+        The target path.
+
+    Raises:
+        XaiTypeError: ``data`` is not bytes-like, or ``path`` is not a path.
+        XaiValueError: ``path`` is a directory.
+        OSError: The file system refused (the target is then untouched).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise bad_type(
+            "data", "bytes", data, "Encode text first (or use atomic_write_text / write_json)."
+        )
+    target = _as_path(path)
+    with _atomic_open(target) as handle:
+        handle.write(data)
+    return target
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically, encoded as UTF-8 (no newline translation).
+
+    Args:
+        path: Target file; parent directories are created.
+        text: The text.
+
+    Returns:
+        The target path.
+
+    Raises:
+        XaiTypeError: ``text`` is not a str.
+    """
+    if not isinstance(text, str):
+        raise bad_type("text", "a str", text, "Use atomic_write_bytes for bytes.")
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_key(key: Any, where: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, np.generic):
+        key = key.item()
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    raise bad_type(f"obj{where} key", "a str, number, bool or None", key)
+
+
+def _to_jsonable(obj: Any, where: str = "") -> Any:
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if isinstance(obj, np.generic):
+        return _to_jsonable(obj.item(), where)
+    if isinstance(obj, np.ndarray):
+        return _to_jsonable(obj.tolist(), where)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        return {
+            _json_key(key, where): _to_jsonable(value, f"{where}[{key!r}]")
+            for key, value in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(value, f"{where}[{i}]") for i, value in enumerate(obj)]
+    raise bad_type(
+        f"obj{where}",
+        "JSON-serialisable (dict, list, tuple, str, number, bool, None, numpy scalar or array, path)",
+        obj,
+        "Convert it to one of these types first.",
+    )
+
+
+def write_json(path: PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON atomically: UTF-8, indent 2, sorted keys, trailing newline.
+
+    numpy scalars become Python numbers, numpy arrays nested lists, paths strings, tuples lists;
+    non-string keys (numbers, bools, None) become their JSON text. NaN and Inf are written as
+    ``NaN``/``Infinity`` (Python's ``json`` reads them back; strict JSON parsers do not).
+
+    Args:
+        path: Target file; parent directories are created.
+        obj: The object to write.
+
+    Returns:
+        The target path.
+
+    Raises:
+        XaiTypeError: Something in ``obj`` cannot be written; the message gives where.
+    """
+    text = json.dumps(_to_jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def encode_png(image: ArrayLike) -> bytes:
+    """Encode an RGB or grey image as PNG bytes (e.g. for HTML data URIs).
+
+    Args:
+        image: uint8 RGB ``(H, W, 3)``, uint8 grey ``(H, W)`` or uint16 grey ``(H, W)``.
+
+    Returns:
+        The PNG file's bytes (RGB in the file, as every PNG reader expects).
+
+    Raises:
+        XaiValueError: Any other dtype/shape (the message says how to convert).
+    """
+    array = np.asarray(image)
+    ok_layout = array.ndim in (2, 3) and array.shape[0] > 0 and array.shape[1] > 0
+    if array.ndim == 3:
+        ok_layout = ok_layout and array.dtype == np.uint8 and array.shape[2] == 3
+    elif array.ndim == 2:
+        ok_layout = ok_layout and array.dtype in (np.uint8, np.uint16)
+    if not ok_layout:
+        raise bad_value(
+            "image",
+            "a uint8 RGB (H, W, 3), uint8 grey (H, W) or uint16 grey (H, W) array",
+            image,
+            "Convert float or other images with xai.viz.to_display(image, value_range=...); "
+            "squeeze a single channel with image[..., 0].",
+        )
+    encodable = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    ok, buffer = cv2.imencode(".png", encodable)
+    if not ok:
+        raise XaiError(f"OpenCV could not encode an image of shape {array.shape} as PNG.")
+    return buffer.tobytes()
+
+
+def write_png(path: PathLike, image: ArrayLike) -> Path:
+    """Encode ``image`` as PNG (see :func:`encode_png`) and write it atomically.
+
+    Args:
+        path: Target file; parent directories are created.
+        image: uint8 RGB ``(H, W, 3)``, uint8 grey ``(H, W)`` or uint16 grey ``(H, W)``.
+
+    Returns:
+        The target path.
+
+    Raises:
+        XaiValueError: Any other dtype/shape (the message says how to convert).
+    """
+    target = _as_path(path)
+    return atomic_write_bytes(target, encode_png(image))
+
+
+def write_npy(path: PathLike, array: ArrayLike) -> Path:
+    """Write ``array`` in ``.npy`` format atomically (no pickling).
+
+    The file is written at ``path`` exactly (no ``.npy`` suffix is added). Read it back with
+    ``np.load(path)``.
+
+    Args:
+        path: Target file; parent directories are created.
+        array: A numeric/bool/str array (not an object array).
+
+    Returns:
+        The target path.
+
+    Raises:
+        XaiValueError: An object array (it would need pickling).
+    """
+    data = np.asarray(array)
+    if data.dtype.hasobject:
+        raise bad_value(
+            "array",
+            "an array without Python objects (it would need pickling)",
+            array,
+            "Convert it to a numeric dtype, e.g. np.asarray(array, dtype=np.float32).",
+        )
+    target = _as_path(path)
+    with _atomic_open(target) as handle:
+        np.save(handle, data, allow_pickle=False)
+    return target
