@@ -132,7 +132,8 @@ class Engine:
                 [tf.cast(g, tf.float32) for g in grads],
             )
 
-        return tf.function(step, input_signature=signature, jit_compile=self.jit_compile, reduce_retracing=False)
+        # autograph is not needed (no Python control flow on tensors) and would wrap our errors
+        return tf.function(step, input_signature=signature, jit_compile=self.jit_compile, autograph=False)
 
     def _step(self, kind: str, target_fn: Any) -> Callable[..., Any]:
         key = (kind, target_fn)

@@ -126,11 +126,12 @@ def heatmap(
         maps: raw attributions ``(N, ...)``; with a channel axis when ``display.reduce`` is set.
         size: spatial size of the input the heatmap is drawn over.
         display: the method's display recipe.
-        channel_axis: channel axis of ``maps`` (needed when ``display.reduce != "none"``).
+        channel_axis: channel axis of ``maps``; None when the input has no channel axis (e.g.
+            tabular features), in which case no reduction is applied.
     """
     m = np.asarray(maps, dtype=np.float32)
-    if display.reduce != "none":
-        m = reduce_channels(m, -1 if channel_axis is None else channel_axis, display.reduce)
+    if display.reduce != "none" and channel_axis is not None:
+        m = reduce_channels(m, channel_axis, display.reduce)
     m = rectify(m, display.rectify)
     return normalize(resize(m, size), display.clip_percentile)
 

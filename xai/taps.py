@@ -215,7 +215,7 @@ def auto_layer(model: keras.Model, input_index: int = 0) -> str:
         if len(c.shape) == rank and (not c.inputs or input_index in c.inputs) and len(c.inputs) <= 1
     ]
     # Layers fed by several inputs (after a Concatenate of branches) belong to no single input.
-    if not same_rank:
+    if not same_rank or rank < 3:  # rank 2 is (batch, features): nothing spatial to map
         raise ModelStructureError(
             f"CAM methods need a layer with spatial output, but model {model.name!r} has no layer "
             f"whose output has the rank of input {input_index} ({rank}, e.g. (batch, height, "

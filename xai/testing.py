@@ -1,0 +1,250 @@
+"""Tiny seeded Keras models for tests, docs and examples (no downloads, built in milliseconds).
+
+Every builder takes a ``seed`` and returns a freshly built model; the same seed gives the same
+weights. Layer names are fixed so tests can address them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+import numpy as np
+from keras import layers as L
+
+
+def _seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+
+
+def functional_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3),
+    num_classes: int = 4,
+    *,
+    head: Literal["dense_softmax", "softmax_layer", "activation_softmax", "linear", "sigmoid"] = "dense_softmax",
+    seed: int = 0,
+) -> keras.Model:
+    """``Input -> Conv(8) -> Conv(6, "last_conv") -> GAP -> Dense(num_classes) -> head``."""
+    _seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    if head == "dense_softmax":
+        out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    elif head == "softmax_layer":
+        out = L.Softmax(name="predictions")(L.Dense(num_classes, name="logits")(x))
+    elif head == "activation_softmax":
+        out = L.Activation("softmax", name="predictions")(L.Dense(num_classes, name="logits")(x))
+    elif head == "linear":
+        out = L.Dense(num_classes, name="predictions")(x)
+    elif head == "sigmoid":
+        out = L.Dense(num_classes, activation="sigmoid", name="predictions")(x)
+    else:
+        raise ValueError(f"unknown head {head!r}")
+    return keras.Model(inputs, out, name=f"functional_cnn_{head}")
+
+
+def sequential_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3),
+    num_classes: int = 4,
+    *,
+    built: Literal["input", "build", "call"] = "input",
+    seed: int = 0,
+) -> keras.Sequential:
+    """A Sequential CNN ending in ``Dense(softmax)``, built with ``keras.Input``, ``build()`` or a call."""
+    _seed(seed)
+    body = [
+        L.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+        L.Conv2D(6, 3, padding="same", activation="relu", name="last_conv"),
+        L.GlobalAveragePooling2D(name="gap"),
+        L.Dense(num_classes, activation="softmax", name="predictions"),
+    ]
+    if built == "input":
+        model = keras.Sequential([keras.Input(input_shape), *body], name="sequential_cnn")
+    else:
+        model = keras.Sequential(body, name="sequential_cnn")
+        if built == "build":
+            model.build((None, *input_shape))
+        else:
+            model(np.zeros((1, *input_shape), np.float32))
+    return model
+
+
+def bn_cnn(input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+    """``Conv -> BatchNorm -> ReLU -> MaxPool -> Flatten -> Dense(softmax)``."""
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(6, 3, name="conv")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="bn_cnn")
+
+
+def linear_model(num_features: int = 6, num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+    """``Input(num_features) -> Dense(num_classes, softmax)``: its logit gradient is a weight column."""
+    _seed(seed)
+    inputs = keras.Input((num_features,))
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(inputs)
+    return keras.Model(inputs, out, name="linear_model")
+
+
+def backbone(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, name: str = "backbone") -> keras.Model:
+    """A small functional feature extractor (no head), to nest inside other models."""
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(6, 3, padding="same", name="conv2")(x)
+    x = L.ReLU(name="out_relu")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def nested_backbone(
+    input_shape: tuple[int, ...] = (16, 16, 3),
+    num_classes: int = 4,
+    *,
+    kind: Literal["sequential", "functional", "double"] = "functional",
+    seed: int = 0,
+) -> keras.Model:
+    """A backbone model used as a layer: ``[Rescaling, backbone, GAP, Dense(softmax)]``.
+
+    ``kind="double"`` nests the backbone inside a Sequential that is itself nested (two levels).
+    The inner CAM layer is ``"backbone/out_relu"`` (``"wrapper/backbone/out_relu"`` for double).
+    """
+    base = backbone(input_shape, seed=seed)
+    _seed(seed + 1)
+    if kind == "sequential":
+        return keras.Sequential(
+            [
+                keras.Input(input_shape),
+                L.Rescaling(1.0, name="rescale"),
+                base,
+                L.GlobalAveragePooling2D(name="gap"),
+                L.Dense(num_classes, activation="softmax", name="predictions"),
+            ],
+            name="nested_sequential",
+        )
+    inputs = keras.Input(input_shape)
+    x = L.Rescaling(1.0, name="rescale")(inputs)
+    if kind == "double":
+        wrapper = keras.Sequential([keras.Input(input_shape), base], name="wrapper")
+        x = wrapper(x)
+    else:
+        x = base(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name=f"nested_{kind}")
+
+
+def two_input_model(
+    left_shape: tuple[int, ...] = (16, 16, 3),
+    right_shape: tuple[int, ...] = (12, 12, 1),
+    num_classes: int = 3,
+    *,
+    seed: int = 0,
+) -> keras.Model:
+    """Two image branches (``left_conv``, ``right_conv``) concatenated into one softmax head."""
+    _seed(seed)
+    left_in = keras.Input(left_shape, name="left")
+    right_in = keras.Input(right_shape, name="right")
+    a = L.Conv2D(4, 3, activation="relu", name="left_conv")(left_in)
+    b = L.Conv2D(5, 3, activation="relu", name="right_conv")(right_in)
+    x = L.Concatenate(name="concat")([L.GlobalAveragePooling2D()(a), L.GlobalAveragePooling2D()(b)])
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model([left_in, right_in], out, name="two_input")
+
+
+def multi_output_model(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0) -> keras.Model:
+    """One trunk, two heads: ``"species"`` (softmax, 3) and ``"is_animal"`` (sigmoid, 1)."""
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(6, 3, activation="relu", name="last_conv")(inputs)
+    x = L.GlobalAveragePooling2D()(x)
+    species = L.Dense(3, activation="softmax", name="species")(x)
+    animal = L.Dense(1, activation="sigmoid", name="is_animal")(x)
+    return keras.Model(inputs, [species, animal], name="multi_output")
+
+
+def conv1d_model(length: int = 20, channels: int = 1, num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+    """A 1-D signal classifier ``Conv1D -> Conv1D("last_conv") -> GAP -> Dense(softmax)``."""
+    _seed(seed)
+    inputs = keras.Input((length, channels))
+    x = L.Conv1D(4, 3, activation="relu", name="conv1")(inputs)
+    x = L.Conv1D(5, 3, activation="relu", name="last_conv")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="conv1d_model")
+
+
+def conv3d_model(input_shape: tuple[int, ...] = (8, 12, 12, 1), num_classes: int = 2, *, seed: int = 0) -> keras.Model:
+    """A volume classifier ``Conv3D("last_conv") -> GAP -> Dense(softmax)``."""
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv3D(4, 3, activation="relu", name="last_conv")(inputs)
+    x = L.GlobalAveragePooling3D()(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="conv3d_model")
+
+
+def channels_first_cnn(input_shape: tuple[int, ...] = (3, 16, 16), num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+    """A ``channels_first`` CNN (input ``(C, H, W)``)."""
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(5, 3, activation="relu", data_format="channels_first", name="last_conv")(inputs)
+    x = L.GlobalAveragePooling2D(data_format="channels_first")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="channels_first_cnn")
+
+
+def mlp(num_features: int = 8, num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+    """A model without any spatial layer (CAM methods must refuse it; gradients still work)."""
+    _seed(seed)
+    inputs = keras.Input((num_features,))
+    x = L.Dense(16, activation="relu", name="hidden")(inputs)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="mlp")
+
+
+class SubclassedNet(keras.Model):
+    """A subclassed model with a custom ``call``: it has no layer graph."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__(name="subclassed_net")
+        self.conv = L.Conv2D(4, 3, activation="relu")
+        self.pool = L.GlobalAveragePooling2D()
+        self.head = L.Dense(num_classes, activation="softmax")
+
+    def call(self, inputs):  # noqa: D401 - Keras signature
+        return self.head(self.pool(self.conv(inputs)))
+
+
+def subclassed_model(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0) -> keras.Model:
+    """A built :class:`SubclassedNet`."""
+    _seed(seed)
+    net = SubclassedNet()
+    net(np.zeros((1, *input_shape), np.float32))
+    return net
+
+
+def random_images(n: int, shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, dtype: str = "float32") -> np.ndarray:
+    """Seeded random inputs: uint8 in [0, 255] or float in [0, 1)."""
+    rng = np.random.default_rng(seed)
+    if dtype == "uint8":
+        return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    return rng.random((n, *shape), dtype=np.float32)
+
+
+def model_fingerprint(model: keras.Model) -> dict[str, object]:
+    """Everything that must not change when xai explains ``model``: weights, configs, activations."""
+    return {
+        "weights": [np.array(w) for w in model.get_weights()],
+        "weight_names": [w.path for w in model.weights],
+        "configs": [repr(layer.get_config()) for layer in model.layers],
+        "activations": [
+            getattr(getattr(layer, "activation", None), "__name__", None) for layer in model.layers
+        ],
+        "trainable": [layer.trainable for layer in model.layers],
+    }
