@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -92,7 +93,7 @@ def test_slicing_and_metadata(cnn, images):
     np.testing.assert_allclose(e.logits, z, atol=1e-6)
     np.testing.assert_allclose(e.scores, z[np.arange(8), e.targets], atol=1e-6)
     assert e.label(0).startswith(("a ", "b ", "c ", "d ")) and "p=" in e.label(0)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         e.method = "other"  # immutable
 
 

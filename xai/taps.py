@@ -19,7 +19,7 @@ How it works (see ``notes/keras3-facts.md`` §1-§2):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -365,6 +365,10 @@ def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -
 # Rebuilding graphs
 # --------------------------------------------------------------------------------------------
 
+# hook(layer, path, args, kwargs) -> output: replaces one layer call while a graph is replayed.
+LayerHook = Callable[[keras.layers.Layer, str, tuple, dict], Any]
+
+
 
 def _fresh_inputs(model: keras.Model) -> Any:
     """New ``keras.Input`` tensors in the structure of ``model.input``, with a None batch dimension."""
@@ -377,13 +381,29 @@ def _fresh_inputs(model: keras.Model) -> Any:
     return keras.tree.map_structure(make, model.input)
 
 
-def _rebuild(model: keras.Model, wanted: Sequence[str], output_index: int | None) -> tuple[keras.Model, int]:
+def _rebuild(
+    model: keras.Model,
+    wanted: Sequence[str],
+    output_index: int | None,
+    *,
+    hook: LayerHook | None = None,
+    extra_inputs: Sequence[Any] = (),
+    _prefix: str = "",
+) -> tuple[keras.Model, int]:
     """Replay ``model`` into a new graph ``inputs -> [*outputs, *activations(wanted)]``.
 
     Args:
         model: a Functional or Sequential model (validated).
         wanted: layer paths relative to ``model`` whose outputs are appended, in this order.
         output_index: the output whose final softmax/sigmoid is removed, or None to keep all.
+        hook: optional ``hook(layer, path, args, kwargs) -> output`` that replaces the call of
+            every (leaf) layer except the stripped head; ``path`` is the layer's path from the top
+            model. Nested models are then always rebuilt, so the hook reaches their layers. It
+            must call ``layer(*args, **kwargs)`` itself where it changes nothing, and it never
+            modifies the layer (it builds new ops on the replayed tensors instead).
+        extra_inputs: ``keras.Input`` tensors the hook's replacements use; they are appended to
+            the new model's inputs (and passed into rebuilt nested models).
+        _prefix: path of ``model`` inside the top model (recursion only).
 
     Returns:
         The new model and the number of leading entries that are the model's own outputs.
@@ -399,15 +419,27 @@ def _rebuild(model: keras.Model, wanted: Sequence[str], output_index: int | None
         nonlocal head_done
         is_head = strip_head and layer is head and not head_done
         inner_wanted = [p.split(SEP, 1)[1] for p in wanted if p.startswith(layer.name + SEP)]
-        if _is_nested_model(layer) and (inner_wanted or is_head):
-            sub, n_out = _rebuild(layer, inner_wanted, 0 if is_head else None)
-            results = sub(*args, **kwargs)
+        if _is_nested_model(layer) and (inner_wanted or is_head or hook is not None):
+            sub, n_out = _rebuild(
+                layer,
+                inner_wanted,
+                0 if is_head else None,
+                hook=hook,
+                extra_inputs=extra_inputs,
+                _prefix=_prefix + layer.name + SEP,
+            )
+            if extra_inputs:
+                results = sub([*keras.tree.flatten(args[0]), *extra_inputs], *args[1:], **kwargs)
+            else:
+                results = sub(*args, **kwargs)
             results = list(results) if isinstance(results, (list, tuple)) else [results]
             for p, value in zip(inner_wanted, results[n_out:]):
                 captured[layer.name + SEP + p] = value
             out = results[0] if n_out == 1 else results[:n_out]
         elif is_head:
             out = _pre_activation_call(layer, args, kwargs)
+        elif hook is not None:
+            out = hook(layer, _prefix + layer.name, args, kwargs)
         else:
             out = layer(*args, **kwargs)
         if is_head:
@@ -431,6 +463,8 @@ def _rebuild(model: keras.Model, wanted: Sequence[str], output_index: int | None
     if missing:  # pragma: no cover - paths are validated before
         raise ModelStructureError(f"Could not reach layers {missing} in model {model.name!r}.")
     model_inputs = inputs if isinstance(model, keras.Sequential) else keras.tree.flatten(inputs)
+    if extra_inputs:
+        model_inputs = [*keras.tree.flatten(model_inputs), *extra_inputs]
     if isinstance(model_inputs, list) and len(model_inputs) == 1:
         model_inputs = model_inputs[0]
     new = keras.Model(model_inputs, [*outputs, *(captured[p] for p in wanted)], name=f"{model.name}_tap")
@@ -474,6 +508,7 @@ class Tap:
         layers: str | Sequence[str] | None = None,
         *,
         output: int | str | None = None,
+        hook: LayerHook | None = None,
     ) -> Tap:
         """Build a tap on ``model``.
 
@@ -482,11 +517,14 @@ class Tap:
             layers: a layer path, a list of paths, ``"all"`` (every leaf layer), ``"auto"`` (the
                 CAM layer chosen per input by :func:`auto_layer`), or None (logits only).
             output: for multi-output models, the output (index or name) to take logits from.
+            hook: optional layer-call replacement applied while the graph is replayed (see
+                :func:`_rebuild`), e.g. guided ReLUs for guided backpropagation. None (the
+                default) replays the model as it is.
         """
         model = check_graph_model(model)
         out_index = resolve_output(model, output)
         paths = _resolve_layers(model, layers)
-        keras_model, n_out = _rebuild(model, paths, out_index)
+        keras_model, n_out = _rebuild(model, paths, out_index, hook=hook)
         # Keep only the chosen output's logits before the activations.
         if n_out != 1:
             keras_model = keras.Model(
