@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_text",
     "encode_png",
     "read_image",
+    "resize_image",
     "write_json",
     "write_npy",
     "write_png",
@@ -414,3 +415,18 @@ def write_npy(path: PathLike, array: ArrayLike) -> Path:
     with _atomic_open(target) as handle:
         np.save(handle, data, allow_pickle=False)
     return target
+
+
+def resize_image(image: ArrayLike, size: tuple[int, int]) -> np.ndarray:
+    """Resize one RGB/grey image to ``size = (height, width)`` (area for shrinking, linear otherwise)."""
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise bad_value("image", "one image (H, W) or (H, W, C)", arr)
+    height, width = (int(s) for s in size)
+    if height < 1 or width < 1:
+        raise bad_value("size", "a positive (height, width)", size)
+    if arr.shape[:2] == (height, width):
+        return arr
+    shrinking = height * width < arr.shape[0] * arr.shape[1]
+    out = cv2.resize(arr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return out.reshape(height, width, *arr.shape[2:])
