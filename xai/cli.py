@@ -70,6 +70,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .explain import Explainer
 
     methods.get(args.method)  # did-you-mean before loading anything
+    targets = _parse_targets(args.targets)
     model = load_model(args.model, unsafe=args.unsafe)
     params: dict[str, Any] = {}
     if args.num_samples is not None:
@@ -85,7 +86,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             image = io.read_image(path)
             resized = io.resize_image(image, size) if None not in size else image
             e = explainer.explain(
-                resized[None], args.method, targets=_parse_targets(args.targets), seed=args.seed, **params
+                resized[None], args.method, targets=targets, seed=args.seed, **params
             )
             stem = Path(path).stem
             overlay = e.overlay(alpha=args.alpha, colormap=args.colormap)[0]

@@ -17,7 +17,7 @@ from .engine import Engine, JitMode
 from .errors import ModelStructureError, bad_type, bad_value
 from .explanation import Explanation, InputInfo
 from .methods.registry import Method, MethodResult
-from .taps import Tap, check_graph_model, layer_paths
+from .taps import Tap, check_graph_model, layer_paths, resolve_layers, resolve_output
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +61,17 @@ class Explainer:
         self.jit_compile = jit_compile
         self.class_names = tuple(str(c) for c in class_names) if class_names is not None else None
         self._engines: dict[bool, Engine] = {}
-        self._base_tap = Tap.build(self.model, None, output=output)  # validates output, head
-        self.data_format = _data_format(self.model)
+        resolve_output(self.model, output)  # validate now; taps are built lazily, once
         if layer is not None:  # validate early, with did-you-mean
-            Tap.build(self.model, layer, output=output)
+            resolve_layers(self.model, layer)
+        self.data_format = _data_format(self.model)
 
     # --------------------------------------------------------------------------------- engines
     def engine(self, with_layers: bool) -> Engine:
         """The engine for layer-space (``True``) or input-space (``False``) methods, built once."""
         if with_layers not in self._engines:
-            tap = (
-                Tap.build(self.model, self.layer if self.layer is not None else "auto", output=self.output)
-                if with_layers
-                else self._base_tap
-            )
+            layers = (self.layer if self.layer is not None else "auto") if with_layers else None
+            tap = Tap.build(self.model, layers, output=self.output)
             if with_layers:
                 log.info("xai: explaining layer(s) %s", ", ".join(tap.layers))
             self._engines[with_layers] = Engine(tap, self.jit_compile)

@@ -1,0 +1,104 @@
+"""The command line: sub-commands in process, plus the real entry points once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import xai
+from xai import cli, io, testing
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "cnn.keras"
+    testing.functional_cnn().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("a cat.png", "ünïcode.jpg"):
+        p = folder / name
+        img = rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)  # not the model's size: resized
+        io.write_png(p.with_suffix(".png"), img)
+        if p.suffix == ".jpg":
+            import cv2
+
+            cv2.imwrite(str(p), img[..., ::-1])
+        paths.append(p if p.exists() else p.with_suffix(".png"))
+    return paths
+
+
+def test_explain_writes_overlays(tmp_path, saved_model, image_files, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["explain", str(saved_model), *map(str, image_files), "--out", str(out), "--alpha", "0.6"])
+    assert code == 0
+    for p in image_files:
+        png = out / f"{p.stem}_gradcam.png"
+        assert io.read_image(png).shape == (16, 16, 3)
+        assert np.load(out / f"{p.stem}_gradcam.npy").shape == (16, 16)
+    assert "gradcam.png" in capsys.readouterr().out
+
+
+def test_explain_smoothgrad_params(tmp_path, saved_model, image_files):
+    args = ["explain", str(saved_model), str(image_files[0]), "--method", "smoothgrad", "--seed", "3"]
+    assert cli.main([*args, "--num-samples", "2", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*args, "--num-samples", "3", "--out", str(tmp_path / "b")]) == 0
+    a = np.load(tmp_path / "a" / f"{image_files[0].stem}_smoothgrad.npy")
+    b = np.load(tmp_path / "b" / f"{image_files[0].stem}_smoothgrad.npy")
+    assert np.abs(a - b).max() > 0
+
+
+def test_methods_lists_registry(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in xai.methods.available():
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["explain", "missing.keras", "x.png"], "MODEL must be an existing .keras or .h5 file"),
+        (["explain", "{model}", "x.png", "--method", "gradcm"], "Did you mean 'gradcam'"),
+        (["explain", "{model}", "x.png", "--targets", "cat"], "--targets must be 'predicted' or a class index"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, saved_model, capsys):
+    argv = [a.replace("{model}", str(saved_model)) for a in argv]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreadable_image_exits_1(tmp_path, saved_model, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert cli.main(["explain", str(saved_model), str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert "broken.png: FAILED" in capsys.readouterr().err
+
+
+def test_lambda_model_needs_unsafe(tmp_path):
+    inputs = keras.Input((4,))
+    out = keras.layers.Dense(2)(keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, out).save(path)
+    with pytest.raises(cli.UsageError, match="--unsafe"):
+        cli.load_model(path)
+    assert cli.load_model(path, unsafe=True) is not None
+
+
+def test_entry_points():
+    help_text = subprocess.run(
+        [sys.executable, "-m", "xai", "explain", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "example:" in help_text and "--method" in help_text
+    version = subprocess.run([sys.executable, "-m", "xai", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"xai {xai.__version__}"
