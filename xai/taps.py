@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -490,6 +490,8 @@ class Tap:
         layer_inputs: for each tapped layer, the index of the model input it belongs to (None when
             it mixes several inputs).
         num_inputs: number of model inputs.
+        source: the user's model the tap was built from (read-only; lets methods build other
+            replays of it, such as a guided-backprop graph).
     """
 
     model: keras.Model
@@ -500,6 +502,7 @@ class Tap:
     channel_axes: tuple[int, ...]
     layer_inputs: tuple[int | None, ...]
     num_inputs: int
+    source: keras.Model | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -523,7 +526,7 @@ class Tap:
         """
         model = check_graph_model(model)
         out_index = resolve_output(model, output)
-        paths = _resolve_layers(model, layers)
+        paths = resolve_layers(model, layers)
         keras_model, n_out = _rebuild(model, paths, out_index, hook=hook)
         # Keep only the chosen output's logits before the activations.
         if n_out != 1:
@@ -548,10 +551,11 @@ class Tap:
             channel_axes=tuple(axes),
             layer_inputs=tuple(owners),
             num_inputs=len(model.inputs),
+            source=model,
         )
 
 
-def _resolve_layers(model: keras.Model, layers: str | Sequence[str] | None) -> list[str]:
+def resolve_layers(model: keras.Model, layers: str | Sequence[str] | None) -> list[str]:
     if layers is None:
         return []
     if isinstance(layers, str):
