@@ -31,8 +31,9 @@ class ModelStructureError(XaiValueError):
 
 def describe(value: Any) -> str:
     """A short description of ``value`` for error messages: repr for scalars, shape/dtype for arrays."""
-    if isinstance(value, np.ndarray) or hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"array of shape {tuple(value.shape)} and dtype {np.dtype(str(value.dtype)).name if not hasattr(value.dtype, 'name') else value.dtype.name}"
+    if isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype")):
+        dtype = getattr(value.dtype, "name", str(value.dtype))  # numpy and TF dtypes both have .name
+        return f"array of shape {tuple(value.shape)} and dtype {dtype}"
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"{type(value).__name__} of length {len(value)}"
     text = repr(value)
