@@ -12,6 +12,7 @@ from .explain import Explainer, explain
 from .explanation import Explanation
 from .methods import smooth
 from .taps import Tap, auto_layer, layer_paths, logits_model, tap
+from .training_tap import TrainingTap
 
 __all__ = [
     "Engine",
@@ -19,6 +20,7 @@ __all__ = [
     "Explanation",
     "ModelStructureError",
     "Tap",
+    "TrainingTap",
     "XaiError",
     "XaiTypeError",
     "XaiValueError",
