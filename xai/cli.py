@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import demo
 from ._version import __version__
 
 EXAMPLES = """examples:
+  xai demo
   xai methods
   xai explain model.keras cat.jpg dog.png --method gradcam --out explanations/
   xai explain model.keras scans/*.png --method smoothgrad --num-samples 30 --seed 0 --out sg/
@@ -100,6 +102,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": demo.run,
     "methods": _cmd_methods,
     "explain": _cmd_explain,
 }
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what xai chooses (layers, ...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo.add_parser(sub)
     sub.add_parser("methods", help="list the registered attribution methods")
     p = sub.add_parser(
         "explain",
