@@ -10,6 +10,7 @@ from .engine import Engine
 from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
 from .explain import Explainer, explain
 from .explanation import Explanation
+from .export import export
 from .methods import smooth
 from .taps import Tap, auto_layer, layer_paths, logits_model, tap
 from .training_tap import TrainingTap
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "auto_layer",
     "explain",
+    "export",
     "layer_paths",
     "logits_model",
     "methods",

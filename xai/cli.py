@@ -16,6 +16,8 @@ from typing import Any
 
 from . import demo
 from ._version import __version__
+from .export import add_parser as add_export_parser
+from .export import run as run_export
 
 EXAMPLES = """examples:
   xai demo
@@ -30,21 +32,18 @@ class UsageError(Exception):
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
-    """Load a ``.keras``/``.h5`` model with Keras's ``safe_mode`` on unless ``unsafe``."""
-    import keras
+    """Load a ``.keras``/``.h5`` model (``safe_mode`` on unless ``unsafe``) or a SavedModel folder.
 
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"MODEL must be an existing .keras or .h5 file. Received: {str(p)!r} (not found).")
+    Raises:
+        UsageError: with the loader's message (the path, why, and ``--unsafe`` for Lambda layers).
+    """
+    from .errors import XaiError
+    from .models_io import load_model as _load
+
     try:
-        return keras.saving.load_model(p, safe_mode=not unsafe, compile=False)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise UsageError(
-                f"The model {str(p)!r} contains a Lambda layer or other arbitrary code, which Keras "
-                "refuses to load in safe mode. If you trust the file, pass --unsafe."
-            ) from exc
-        raise UsageError(f"Could not load model {str(p)!r}: {exc}") from exc
+        return _load(path, unsafe=unsafe)
+    except XaiError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _parse_targets(text: str | None) -> Any:
@@ -105,6 +104,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": demo.run,
     "methods": _cmd_methods,
     "explain": _cmd_explain,
+    "export": run_export,
 }
 
 
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-level", type=float, default=None, help="noise sigma as a fraction of the range")
     p.add_argument("--seed", type=int, default=None, help="seed of stochastic methods")
     p.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (trusted files only)")
+    add_export_parser(sub)
     return parser
 
 
