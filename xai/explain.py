@@ -175,16 +175,17 @@ class Explainer:
             raise bad_value("images", "at least one sample", raw[0])
         return raw, ready
 
-    def _display_images(self, raw: list[np.ndarray], value_range: tuple[float, float] | None) -> list[np.ndarray | None]:
-        from . import viz
-
+    def _image_inputs(self, raw: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The raw inputs that are 2-D channels-last images (shown by overlays), else None."""
         out: list[np.ndarray | None] = []
         for j, arr in enumerate(raw):
-            info = self._input_info(j)
-            channels_last_image = (
-                arr.ndim == 4 and self.data_format == "channels_last" and arr.shape[-1] in (1, 3, 4)
+            is_image = (
+                arr.ndim == 4
+                and self.data_format == "channels_last"
+                and arr.shape[-1] in (1, 3, 4)
+                and len(self._input_info(j).spatial) == 2
             )
-            out.append(viz.to_display(arr, value_range=value_range) if channels_last_image and len(info.spatial) == 2 else None)
+            out.append(arr if is_image else None)
         return out
 
     # --------------------------------------------------------------------------------- explain
@@ -204,6 +205,10 @@ class Explainer:
         """Explain ``images``; see :func:`xai.explain` for the arguments."""
         m = methods_mod.get(method)
         run_params = m.resolve_params(params)
+        if value_range is not None:
+            from .viz import check_value_range
+
+            value_range = check_value_range(value_range)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise bad_value("batch_size", "a positive int", batch_size)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -272,7 +277,8 @@ class Explainer:
             probabilities=targets_mod.probabilities(logits, tap.head, tap.num_logits),
             display=m.display,
             inputs_info=infos,
-            images=tuple(self._display_images(raw, value_range)),
+            image_inputs=tuple(self._image_inputs(raw)),
+            value_range=value_range,
             layer_maps=layer_maps,
             class_names=self.class_names,
             fused=tuple(fused),

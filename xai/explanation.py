@@ -43,7 +43,9 @@ class Explanation:
         probabilities: float32 ``(N, C)`` the model's probabilities, or None for a linear head.
         display: the recipe that turns ``raw`` into heatmaps.
         inputs_info: layout of each model input.
-        images: display images per input, uint8 RGB ``(N, H, W, 3)``, or None (non-image inputs).
+        image_inputs: the explained inputs as given (before ``preprocess``) for 2-D image inputs,
+            None for other inputs; :attr:`images` converts them for display on first use.
+        value_range: display range of float ``image_inputs`` (None: 0-255 for uint8, 0-1 for float).
         class_names: optional names for class indices.
     """
 
@@ -57,7 +59,8 @@ class Explanation:
     probabilities: np.ndarray | None
     display: Display
     inputs_info: tuple[InputInfo, ...]
-    images: tuple[np.ndarray | None, ...]
+    image_inputs: tuple[np.ndarray | None, ...]
+    value_range: tuple[float, float] | None = None
     layer_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
     fused: tuple[bool, ...] = ()
@@ -77,6 +80,15 @@ class Explanation:
         if self.probabilities is not None:
             return self.probabilities.argmax(axis=1).astype(np.int64)
         return self.logits.argmax(axis=1).astype(np.int64)
+
+    @functools.cached_property
+    def images(self) -> tuple[np.ndarray | None, ...]:
+        """Display images per input, uint8 RGB ``(N, H, W, 3)``, or None for non-image inputs."""
+        from . import viz
+
+        return tuple(
+            None if x is None else viz.to_display(x, value_range=self.value_range) for x in self.image_inputs
+        )
 
     @functools.cached_property
     def _heatmaps(self) -> tuple[np.ndarray, ...]:
@@ -188,7 +200,7 @@ class Explanation:
             scores=take(self.scores),
             logits=take(self.logits),
             probabilities=take(self.probabilities),
-            images=tuple(take(i) for i in self.images),
+            image_inputs=tuple(take(i) for i in self.image_inputs),
         )
 
     # ------------------------------------------------------------------------------ export

@@ -116,7 +116,7 @@ def colormap_lut(colormap: str = "jet") -> np.ndarray:
     return _lut_for(_colormap_name(colormap))
 
 
-def _check_value_range(value_range: Any) -> tuple[float, float] | None:
+def check_value_range(value_range: Any) -> tuple[float, float] | None:
     if value_range is None:
         return None
     try:
@@ -294,7 +294,7 @@ def to_display(images: ArrayLike, value_range: tuple[float, float] | None = None
             ``value_range``, or an integer dtype without a default range.
         XaiTypeError: A non-numeric array.
     """
-    value_range = _check_value_range(value_range)
+    value_range = check_value_range(value_range)
     array = np.asarray(images)
     if array.ndim not in (2, 3, 4):
         raise bad_value(
@@ -365,7 +365,7 @@ def overlay(
     """
     alpha = _check_alpha(alpha)
     name = _colormap_name(colormap)
-    value_range = _check_value_range(value_range)
+    value_range = check_value_range(value_range)
     maps = _as_heatmaps(heatmaps, "heatmaps", ranks=(2, 3))
     array = np.asarray(images)
     single = maps.ndim == 2
@@ -484,7 +484,7 @@ def figure_grid(
     """
     name = _colormap_name(colormap)
     size = _check_cell_size(cell_size)
-    value_range = _check_value_range(value_range)
+    value_range = check_value_range(value_range)
     if not isinstance(columns, Mapping):
         raise bad_type(
             "columns",
@@ -600,7 +600,7 @@ def plot_explanation(
         XaiTypeError: ``ax`` is not a matplotlib Axes, or a non-float heatmap.
     """
     name = _colormap_name(colormap)
-    value_range = _check_value_range(value_range)
+    value_range = check_value_range(value_range)
     if ax is not None and not isinstance(ax, Axes):
         raise bad_type(
             "ax", "a matplotlib Axes or None", ax, "For example: fig, ax = plt.subplots()."
