@@ -454,6 +454,13 @@ def _rebuild(
         for layer in model.layers:
             x = call_fn(layer, x)
         outputs = [x]
+    elif extra_inputs:
+        # The outputs may no longer depend on `inputs` alone (a hook replaced a tensor by an extra
+        # input), so clone_model, which builds Model(inputs, outputs), cannot be used; replay the
+        # graph the way it does, without building that model.
+        outputs = keras.tree.flatten(
+            model._run_through_graph(inputs, operation_fn=lambda layer: layer, call_fn=call_fn)
+        )
     else:
         replayed = keras.models.clone_model(
             model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_fn

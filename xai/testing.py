@@ -248,3 +248,73 @@ def model_fingerprint(model: keras.Model) -> dict[str, object]:
         ],
         "trainable": [layer.trainable for layer in model.layers],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders for the method reference and contract tests (tests/test_methods_reference.py, ...)
+# ---------------------------------------------------------------------------------------------
+
+
+def hand_weighted_cnn(*, softmax: bool = True) -> keras.Model:
+    """A 4x4x1 -> 1x1 Conv(3, relu, "feat") -> Flatten -> Dense(2, "predictions") model with fixed
+    weights, small enough to compute every method by hand.
+
+    The 1x1 convolution keeps the input resolution (no resizing in the references), and the
+    Flatten -> Dense head makes the gradient vary over positions (``dz_c/dA[i, j, k] =
+    W[(i, j, k), c]``), so Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM and LayerCAM all differ.
+    """
+    inputs = keras.Input((4, 4, 1), name="image")
+    x = L.Conv2D(3, 1, activation="relu", name="feat")(inputs)
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(2, activation="softmax" if softmax else None, name="predictions")(x)
+    model = keras.Model(inputs, out, name="hand_weighted_cnn")
+    conv_w = np.array([1.0, -0.5, 2.0], np.float32).reshape(1, 1, 1, 3)
+    conv_b = np.array([-0.2, 0.3, -0.6], np.float32)
+    dense_w = (np.cos(np.arange(96, dtype=np.float32) * 0.7) * 0.5).reshape(48, 2)
+    dense_b = np.array([0.1, -0.1], np.float32)
+    model.get_layer("feat").set_weights([conv_w, conv_b])
+    model.get_layer("predictions").set_weights([dense_w, dense_b])
+    return model
+
+
+def segmentation_model(
+    input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 2, *, seed: int = 0
+) -> keras.Model:
+    """A fully convolutional per-pixel classifier: output ``(N, H, W, num_classes)`` (softmax).
+
+    Explain a region with a callable target on the logits, e.g.
+    ``lambda z: tf.reduce_sum(z[:, :4, :4, 1], axis=(1, 2))``.
+    """
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(x)
+    out = L.Conv2D(num_classes, 1, activation="softmax", name="segmentation")(x)
+    return keras.Model(inputs, out, name="segmentation_model")
+
+
+def demo_cnn(
+    input_shape: tuple[int, ...] = (32, 32, 3),
+    num_classes: int = 4,
+    *,
+    pooling: Literal["max", "avg"] = "max",
+    seed: int = 0,
+) -> keras.Model:
+    """A demo-sized CNN for the shapes dataset (softmax head; train it with ``fit``).
+
+    ``Rescaling(1/255) -> Conv(16) -> MaxPool -> Conv(16) -> MaxPool -> Conv(16, "last_conv") ->
+    global max/avg pooling -> Dense``. With max pooling it learns the ``"shortcut"`` variant of
+    ``xai.datasets.make_shapes`` (32x32, 768 images, 10 epochs) to ~100 % in a few seconds on CPU.
+    """
+    _seed(seed)
+    inputs = keras.Input(input_shape)
+    x = L.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.MaxPooling2D(name="pool1")(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = L.MaxPooling2D(name="pool2")(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(x)
+    pool = L.GlobalMaxPooling2D if pooling == "max" else L.GlobalAveragePooling2D
+    x = pool(name="global_pool")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="demo_cnn")

@@ -49,6 +49,13 @@ class Method:
         display: how raw maps become heatmaps by default.
         reference: the paper.
         summary: one line for tables and ``--help``.
+        base: for a wrapper (``smooth``), the name of the wrapped method.
+        family: ``"cam"``, ``"gradient"``, ``"perturbation"`` or ``"smooth"`` (for tables).
+        needs_layer: whether the method reads a layer's activations (``layer=`` applies). None
+            (the default) means ``space == "layer"``; Guided Grad-CAM is an input-space method that
+            needs a layer.
+        knobs: parameters that trade speed for memory and never change the result (e.g.
+            ``chunk_size``); the contract tests check that they do not.
     """
 
     name: str
@@ -60,10 +67,18 @@ class Method:
     reference: str
     summary: str
     base: str | None = field(default=None)
+    family: str = "other"
+    needs_layer: bool = None  # type: ignore[assignment]  # None -> space == "layer"
+    knobs: frozenset[str] = frozenset()
 
-    @property
-    def needs_layer(self) -> bool:
-        return self.space == "layer"
+    def __post_init__(self) -> None:
+        if self.needs_layer is None:
+            object.__setattr__(self, "needs_layer", self.space == "layer")
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "knobs", frozenset(self.knobs))
+        unknown = self.knobs - set(self.defaults)
+        if unknown:
+            raise ValueError(f"knobs {sorted(unknown)} of method {self.name!r} are not parameters")
 
     def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``params``; unknown names are an error listing the valid ones."""
@@ -82,6 +97,7 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
+FAMILIES = ("cam", "gradient", "smooth", "perturbation")
 
 
 def register(method: Method) -> Method:
@@ -110,3 +126,44 @@ def get(name: str | Method) -> Method:
 def available() -> Mapping[str, Method]:
     """A read-only view of the registry: name -> Method, in registration order."""
     return MappingProxyType(_REGISTRY)
+
+
+def _format_default(value: Any) -> str:
+    return repr(value)
+
+
+def _format_display(display: Display) -> str:
+    parts = [] if display.reduce == "none" else [f"{display.reduce} over channels"]
+    parts.append(display.rectify)
+    if display.clip_percentile is not None:
+        parts.append(f"clip at p{display.clip_percentile:g}")
+    return ", ".join(parts)
+
+
+def markdown_table() -> str:
+    """The README's method table, generated from the registry (one row per registered method).
+
+    Rows are grouped by family (CAM, gradient, noise wrapper, perturbation), in registration order
+    within a family. Columns: name, family, output space, whether ``layer=`` applies, whether
+    ``seed`` matters, the parameters with their defaults (memory knobs marked with a dagger), the
+    default heatmap recipe (channel reduction, rectification, clipping) and the paper.
+    """
+    rows = [
+        "| Method | Family | Output | Layer | Stochastic | Parameters (defaults) | Heatmap | Reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    families = {f: i for i, f in enumerate(FAMILIES)}
+    ordered = sorted(_REGISTRY.values(), key=lambda m: families.get(m.family, len(families)))
+    for m in ordered:
+        params = ", ".join(
+            f"`{k}={_format_default(v)}`" + ("†" if k in m.knobs else "")
+            for k, v in m.defaults.items()
+        )
+        rows.append(
+            f"| `{m.name}` | {m.family} | {m.space} | {'yes' if m.needs_layer else 'no'} | "
+            f"{'yes' if m.stochastic else 'no'} | {params or '-'} | {_format_display(m.display)} | "
+            f"{m.reference} |"
+        )
+    rows.append("")
+    rows.append("† memory/speed knob: never changes the result.")
+    return "\n".join(rows) + "\n"

@@ -22,12 +22,22 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from .. import targets as targets_mod
 from ..errors import bad_value
 from .registry import Method, MethodResult, get, register
+from .scoring import clean_targets
 
 Aggregate = Literal["mean", "mean_squared", "variance"]
 AGGREGATES = ("mean", "mean_squared", "variance")
+
+
+_SMOOTHGRAD = "Smilkov et al., SmoothGrad: removing noise by adding noise, arXiv:1706.03825, 2017"
+_REFERENCES = {
+    "mean": _SMOOTHGRAD,
+    "mean_squared": "Hooker et al., A Benchmark for Interpretability Methods in Deep Neural "
+    "Networks, NeurIPS 2019 (SmoothGrad-Squared); " + _SMOOTHGRAD,
+    "variance": "Adebayo et al., Local Explanation Methods for Deep Neural Networks Lack "
+    "Sensitivity to Parameter Values, ICLR workshop 2018 (VarGrad); " + _SMOOTHGRAD,
+}
 
 
 def noise_scale(x: np.ndarray, noise_level: float) -> np.ndarray:
@@ -43,18 +53,20 @@ def sample_noise(shape: tuple[int, ...], seed: int, sample: int, input_index: in
     return tf.random.stateless_normal(shape, seed=s, dtype=tf.float32).numpy()
 
 
-def clean_targets(engine: Any, logits: np.ndarray, targets: Any) -> tuple[Any, np.ndarray]:
-    """Resolve "predicted" targets and the target scores on the clean inputs' logits."""
-    if callable(targets):
-        return targets, np.asarray(targets(tf.constant(logits)), dtype=np.float32)
-    z = targets_mod.class_logits(tf.constant(logits), engine.tap.head, engine.tap.num_logits).numpy()
-    resolved = np.where(targets < 0, z.argmax(axis=1), targets).astype(np.int32)
-    return resolved, z[np.arange(len(z)), resolved].astype(np.float32)
+def inner_seed(seed: int, sample: int) -> int:
+    """Seed handed to a stochastic wrapped method for noise sample ``sample``."""
+    return int((int(seed) * 1_000_003 + 7919 * (sample + 1)) % (2**31 - 1))
 
 
 def _validate(num_samples: Any, noise_level: Any, aggregate: Any) -> None:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise bad_value("num_samples", "a positive int", num_samples, "SmoothGrad uses 20-50 samples.")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, (int, np.integer))
+        or num_samples < 1
+    ):
+        raise bad_value(
+            "num_samples", "a positive int", num_samples, "SmoothGrad uses 20-50 samples."
+        )
     if (
         isinstance(noise_level, bool)
         or not isinstance(noise_level, (int, float, np.floating, np.integer))
@@ -115,8 +127,11 @@ def smooth(
         last: MethodResult | None = None
         for k in range(num_samples):
             noisy = [
-                x + s * sample_noise(x.shape[1:], seed, k, j) for j, (x, s) in enumerate(zip(clean, sigmas))
+                x + s * sample_noise(x.shape[1:], seed, k, j)
+                for j, (x, s) in enumerate(zip(clean, sigmas))
             ]
+            if inner.stochastic:  # e.g. RISE or IG with a noise baseline: one seed per sample
+                base_params["seed"] = inner_seed(seed, k)
             last = inner.compute(engine, noisy, resolved, **base_params)
             maps = [m.astype(np.float64) for m in last.maps]
             if total is None:
@@ -136,7 +151,10 @@ def smooth(
             out = [np.maximum(sq / n - (t / n) ** 2, 0.0) for t, sq in zip(total, total_sq)]
         resolved_out = np.full(len(logits), -1, np.int32) if callable(resolved) else resolved
         return MethodResult(
-            maps=[o.astype(np.float32) for o in out], logits=logits, targets=resolved_out, scores=scores
+            maps=[o.astype(np.float32) for o in out],
+            logits=logits,
+            targets=resolved_out,
+            scores=scores,
         )
 
     return Method(
@@ -151,11 +169,15 @@ def smooth(
             "aggregate": aggregate,
         },
         display=inner.display,
-        reference="Smilkov et al., SmoothGrad: removing noise by adding noise, 2017"
-        + ("" if aggregate == "mean" else "; Adebayo et al. 2018 (VarGrad) / Hooker et al. 2019"),
+        reference=_REFERENCES[aggregate],
         summary=f"{inner.name} averaged over noisy copies of the input ({aggregate})",
         base=inner.name,
+        family="smooth",
+        needs_layer=inner.needs_layer,
+        knobs=inner.knobs,
     )
 
 
 register(smooth("saliency", name="smoothgrad"))
+register(smooth("saliency", aggregate="mean_squared", name="smoothgrad_squared"))
+register(smooth("saliency", aggregate="variance", name="vargrad"))
