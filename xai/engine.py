@@ -124,11 +124,13 @@ class Engine:
             # Samples are independent in inference mode, so d(sum of scores) gives per-sample grads
             # (a vector target is differentiated as its sum)
             grads = tape.gradient(score, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            # The inputs are not returned (the caller has them): no copy back for input gradients.
+            values = [tf.cast(v, tf.float32) for v in wrt] if kind == "layers" else []
             return (
                 tf.cast(logits, tf.float32),
                 resolved,
                 score,
-                [tf.cast(v, tf.float32) for v in wrt],
+                values,
                 [tf.cast(g, tf.float32) for g in grads],
             )
 
@@ -143,7 +145,7 @@ class Engine:
 
     def _prepare(self, inputs: Sequence[np.ndarray], cls: np.ndarray | None) -> list[tf.Tensor]:
         n = len(inputs[0])
-        tensors = [tf.convert_to_tensor(np.asarray(x), dtype=s.dtype) for x, s in zip(inputs, self._input_specs)]
+        tensors = [tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self._input_specs)]
         c = np.full((n,), targets_mod.PREDICTED, np.int32) if cls is None else np.asarray(cls, np.int32)
         return [*tensors, tf.convert_to_tensor(c)]
 
@@ -168,10 +170,14 @@ class Engine:
         target_fn = targets if callable(targets) else None
         cls = None if target_fn is not None else targets
         logits, resolved, score, values, grads = self._step(wrt, target_fn)(*self._prepare(inputs, cls))
+        if wrt == "inputs":
+            values = [np.asarray(x, dtype=np.float32) for x in inputs]  # no copy for float32 arrays
+        else:
+            values = [v.numpy() for v in values]
         return StepResult(
             logits=logits.numpy(),
             targets=resolved.numpy(),
             scores=score.numpy(),
-            values=[v.numpy() for v in values],
+            values=values,
             gradients=[g.numpy() for g in grads],
         )

@@ -261,8 +261,10 @@ class Explainer:
                 if len(owned) == 1:
                     per_input.append(owned[0])
                 else:  # several layers: mean of their normalised heatmaps (at input resolution)
+                    # input-space maps (e.g. guided Grad-CAM) still carry the input's channel axis
+                    axis = infos[j].channel_axis if m.space == "input" else None
                     per_input.append(
-                        postprocess.fuse([postprocess.heatmap(mp, infos[j].spatial, m.display) for mp in owned])
+                        postprocess.fuse([postprocess.heatmap(mp, infos[j].spatial, m.display, axis) for mp in owned])
                     )
                     fused[j] = True
             maps = per_input

@@ -47,10 +47,10 @@ def noise_scale(x: np.ndarray, noise_level: float) -> np.ndarray:
     return (noise_level * span).reshape((len(x),) + (1,) * (np.ndim(x) - 1)).astype(np.float32)
 
 
-def sample_noise(shape: tuple[int, ...], seed: int, sample: int, input_index: int) -> np.ndarray:
+def sample_noise_tensor(shape: tuple[int, ...], seed: int, sample: int, input_index: int) -> tf.Tensor:
     """Standard normal noise of one sample's ``shape``, a pure function of its arguments."""
     s = tf.constant([seed % (2**31 - 1), sample * 1009 + input_index], dtype=tf.int64)
-    return tf.random.stateless_normal(shape, seed=s, dtype=tf.float32).numpy()
+    return tf.random.stateless_normal(shape, seed=s, dtype=tf.float32)
 
 
 def inner_seed(seed: int, sample: int) -> int:
@@ -121,26 +121,27 @@ def smooth(
         clean = [np.asarray(x, dtype=np.float32) for x in inputs]
         logits = engine.forward(clean)
         resolved, scores = clean_targets(engine, logits, targets)
-        sigmas = [noise_scale(x, noise_level) for x in clean]
+        sigmas = [tf.constant(noise_scale(x, noise_level)) for x in clean]
+        clean_t = [tf.constant(x) for x in clean]
         total: list[np.ndarray] | None = None
         total_sq: list[np.ndarray] | None = None
         last: MethodResult | None = None
         for k in range(num_samples):
+            # one fused, multi-threaded TF expression per input instead of NumPy temporaries
             noisy = [
-                x + s * sample_noise(x.shape[1:], seed, k, j)
-                for j, (x, s) in enumerate(zip(clean, sigmas))
+                (x + s * sample_noise_tensor(x.shape[1:], seed, k, j)).numpy()
+                for j, (x, s) in enumerate(zip(clean_t, sigmas))
             ]
             if inner.stochastic:  # e.g. RISE or IG with a noise baseline: one seed per sample
                 base_params["seed"] = inner_seed(seed, k)
             last = inner.compute(engine, noisy, resolved, **base_params)
-            maps = [m.astype(np.float64) for m in last.maps]
             if total is None:
-                total = [np.zeros_like(m) for m in maps]
-                total_sq = [np.zeros_like(m) for m in maps]
-            for i, m in enumerate(maps):
-                total[i] += m
+                total = [np.zeros(m.shape, np.float64) for m in last.maps]
+                total_sq = [np.zeros(m.shape, np.float64) for m in last.maps]
+            for i, m in enumerate(last.maps):
+                np.add(total[i], m, out=total[i])  # float32 -> float64 without a temporary copy
                 if aggregate != "mean":
-                    total_sq[i] += m * m  # type: ignore[index]
+                    np.add(total_sq[i], np.square(m, dtype=np.float64), out=total_sq[i])  # type: ignore[index]
         assert total is not None and total_sq is not None and last is not None
         n = float(num_samples)
         if aggregate == "mean":
