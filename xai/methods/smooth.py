@@ -136,10 +136,13 @@ def smooth(
                 base_params["seed"] = inner_seed(seed, k)
             last = inner.compute(engine, noisy, resolved, **base_params)
             if total is None:
-                total = [np.zeros(m.shape, np.float64) for m in last.maps]
-                total_sq = [np.zeros(m.shape, np.float64) for m in last.maps]
+                # The mean is accumulated in float32 (the maps' own precision); the variance needs
+                # float64 to survive the cancellation in E[x^2] - E[x]^2.
+                acc = np.float32 if aggregate == "mean" else np.float64
+                total = [np.zeros(m.shape, acc) for m in last.maps]
+                total_sq = [np.zeros(m.shape, acc) for m in last.maps]
             for i, m in enumerate(last.maps):
-                np.add(total[i], m, out=total[i])  # float32 -> float64 without a temporary copy
+                np.add(total[i], m, out=total[i])  # in place, no temporary copy
                 if aggregate != "mean":
                     np.add(total_sq[i], np.square(m, dtype=np.float64), out=total_sq[i])  # type: ignore[index]
         assert total is not None and total_sq is not None and last is not None
