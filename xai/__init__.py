@@ -4,7 +4,7 @@ The user's model is never modified: explanations run on *taps*, new functional m
 its layers and weights and return the pre-softmax logits plus chosen intermediate activations.
 """
 
-from . import methods
+from . import audit, methods  # audit: a callable package, xai.audit(model, images, labels, ...)
 from ._version import __version__
 from .engine import Engine
 from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
@@ -26,6 +26,7 @@ __all__ = [
     "XaiTypeError",
     "XaiValueError",
     "__version__",
+    "audit",
     "auto_layer",
     "explain",
     "export",

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import demo
 from ._version import __version__
+from .audit import cli as audit_cli
 from .export import add_parser as add_export_parser
 from .export import run as run_export
 
@@ -105,6 +106,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "methods": _cmd_methods,
     "explain": _cmd_explain,
     "export": run_export,
+    "audit": audit_cli.run,
 }
 
 
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of stochastic methods")
     p.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (trusted files only)")
     add_export_parser(sub)
+    audit_cli.add_parser(sub)
     return parser
 
 

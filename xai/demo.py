@@ -85,8 +85,13 @@ def run_demo(
     grid_rows: int = 12,
     num_samples: int = 25,
     seed: int = 0,
+    audit: bool = True,
 ) -> dict[str, Any]:
     """Explain the sample with Grad-CAM and SmoothGrad; write overlays, a grid and a manifest.
+
+    With ``audit=True`` (the default) it also writes ``out_dir/audit/report.html`` and
+    ``report.json``: :func:`xai.audit` of the same images (Grad-CAM and SmoothGrad, every layer
+    randomised for the sanity checks on 16 of the images).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``), with ``files`` listing every
@@ -140,6 +145,17 @@ def run_demo(
     )
     grid = out / "grid.png"
     written.append(io.atomic_write_bytes(grid, _figure_png(figure)))
+    audit_flags: list[str] | None = None
+    if audit:
+        from .audit import run_audit
+
+        report = run_audit(
+            model, sample.images, sample.labels, masks=sample.masks, class_names=sample.class_names,
+            names=sample.names, method_params={"smoothgrad": {"num_samples": num_samples}},
+            sanity_images=16, seed=seed,
+        )
+        written.extend(report.save(out / "audit"))
+        audit_flags = [f.message for f in report.raised]
     manifest = {
         "model": str(model_path or shipped_model_path()),
         "images": sample.source,
@@ -150,6 +166,7 @@ def run_demo(
         "energy_inside_object": {m: float(v.mean()) for m, v in energy.items()},
         "params": {"gradcam": dict(cam.params), "smoothgrad": dict(smooth.params)},
         "per_image": rows,
+        "audit_flags": audit_flags,
         "seconds": round(time.perf_counter() - start, 2),
     }
     written.append(out / "manifest.json")
@@ -177,10 +194,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--images", default=None, help="a save_image_folder folder (default: the shipped sample)")
     p.add_argument("--model", default=None, help="a .keras model (default: the shipped shapes CNN)")
     p.add_argument("--grid-rows", type=int, default=12, help="images shown in grid.png")
+    p.add_argument("--no-audit", action="store_true", help="skip the audit report (audit/report.html)")
 
 
 def run(args: Any) -> int:
-    manifest = run_demo(args.out, images=args.images, model_path=args.model, grid_rows=args.grid_rows)
+    manifest = run_demo(
+        args.out, images=args.images, model_path=args.model, grid_rows=args.grid_rows,
+        audit=not getattr(args, "no_audit", False),
+    )
     out = Path(args.out)
     print(f"xai demo: {manifest['num_images']} images from {manifest['images']}")
     print(f"  model {manifest['model']} (layer {', '.join(manifest['layer'])}), accuracy {manifest['accuracy']:.2f}")
@@ -189,6 +210,9 @@ def run(args: Any) -> int:
     n_overlays = sum(1 for f in manifest["files"] if f.startswith("overlays/"))
     print(f"  wrote {n_overlays} overlays under {out / 'overlays'}/")
     print(f"  wrote {out / 'grid.png'} (image | Grad-CAM | SmoothGrad)")
+    if manifest["audit_flags"] is not None:
+        raised = "; ".join(manifest["audit_flags"]) or "no flags raised"
+        print(f"  wrote {out / 'audit' / 'report.html'} (audit: {raised})")
     print(f"  wrote {out / 'manifest.json'}")
     print(f"  done in {manifest['seconds']:.1f} s")
     return 0
