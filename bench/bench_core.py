@@ -50,7 +50,9 @@ def rss_mib(field: str = "VmRSS", reset: bool = False) -> float:
     reading covers only what ran in between.
     """
     value = next(
-        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":")
+        int(line.split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith(field + ":")
     )
     if reset:
         Path("/proc/self/clear_refs").write_text("5")
@@ -79,12 +81,16 @@ print(floor, after_grad, rss_mib('VmHWM'))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small CNN instead of MobileNetV2")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--sg-repeats", type=int, default=5)
-    ap.add_argument("--no-rss", action="store_true", help="skip the SmoothGrad(50) peak-RSS subprocess")
+    ap.add_argument(
+        "--no-rss", action="store_true", help="skip the SmoothGrad(50) peak-RSS subprocess"
+    )
     args = ap.parse_args()
 
     import numpy as np
@@ -94,7 +100,9 @@ def main() -> None:
 
     model, shape = build(args.quick)
     x = np.random.default_rng(0).random((args.batch, *shape), dtype=np.float32)
-    forward = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec((None, *shape))])
+    forward = tf.function(
+        lambda t: model(t, training=False), input_signature=[tf.TensorSpec((None, *shape))]
+    )
     xt = tf.constant(x)
     explainer = xai.Explainer(model)
     engine = explainer.engine(False)
@@ -111,12 +119,20 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved
         fwd.append(timed(lambda: forward(xt).numpy()))
         cam.append(timed(lambda: explainer.explain(x, "gradcam", batch_size=args.batch)))
-        cam_heat.append(timed(lambda: explainer.explain(x, "gradcam", batch_size=args.batch).heatmap))
+        cam_heat.append(
+            timed(lambda: explainer.explain(x, "gradcam", batch_size=args.batch).heatmap)
+        )
         grad.append(timed(lambda: engine.gradients([x], targets, "inputs")))
     sg, grad_sg = [], []
     for _ in range(args.sg_repeats):
         grad_sg.append(timed(lambda: engine.gradients([x], targets, "inputs")))
-        sg.append(timed(lambda: explainer.explain(x, "smoothgrad", batch_size=args.batch, num_samples=20, seed=0)))
+        sg.append(
+            timed(
+                lambda: explainer.explain(
+                    x, "smoothgrad", batch_size=args.batch, num_samples=20, seed=0
+                )
+            )
+        )
     med = statistics.median
     ratio = [c / f for c, f in zip(cam, fwd)]
     ratio_heat = [c / f for c, f in zip(cam_heat, fwd)]
@@ -137,25 +153,54 @@ def main() -> None:
     }
     if not args.no_rss:
         floor, after_grad, peak = peak_rss_child(args.quick, 50, args.batch)
-        res.update(rss_model_mib=floor, rss_one_gradient_step_mib=after_grad, rss_smoothgrad50_peak_mib=peak)
+        res.update(
+            rss_model_mib=floor,
+            rss_one_gradient_step_mib=after_grad,
+            rss_smoothgrad50_peak_mib=peak,
+        )
     RESULTS.mkdir(exist_ok=True)
     name = "core_quick" if args.quick else "core"
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
     rows = [
         ("plain forward pass", f"{res['forward_ms_per_image']:.2f}", "1.00"),
-        ("Grad-CAM (`explain`, raw maps)", f"{res['gradcam_ms_per_image']:.2f}", f"{res['gradcam_over_forward']:.2f}"),
-        ("Grad-CAM + heatmaps at input size", "", f"{res['gradcam_with_heatmap_over_forward']:.2f}"),
-        ("one input-gradient step", f"{res['input_gradient_ms_per_image']:.2f}", f"{res['input_gradient_over_forward']:.2f}"),
-        ("SmoothGrad, 20 samples", f"{res['smoothgrad20_ms_per_image']:.2f}", f"{res['smoothgrad20_over_20_gradient_steps']:.3f} x (20 gradient steps)"),
+        (
+            "Grad-CAM (`explain`, raw maps)",
+            f"{res['gradcam_ms_per_image']:.2f}",
+            f"{res['gradcam_over_forward']:.2f}",
+        ),
+        (
+            "Grad-CAM + heatmaps at input size",
+            "",
+            f"{res['gradcam_with_heatmap_over_forward']:.2f}",
+        ),
+        (
+            "one input-gradient step",
+            f"{res['input_gradient_ms_per_image']:.2f}",
+            f"{res['input_gradient_over_forward']:.2f}",
+        ),
+        (
+            "SmoothGrad, 20 samples",
+            f"{res['smoothgrad20_ms_per_image']:.2f}",
+            f"{res['smoothgrad20_over_20_gradient_steps']:.3f} x (20 gradient steps)",
+        ),
     ]
-    md = [f"# Core benchmark: {res['model']}, batch {args.batch}, {res['machine']}", "",
-          "| step | ms / image | ratio |", "|---|---|---|"]
+    md = [
+        f"# Core benchmark: {res['model']}, batch {args.batch}, {res['machine']}",
+        "",
+        "| step | ms / image | ratio |",
+        "|---|---|---|",
+    ]
     md += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    md += ["", f"First `explain()` call on one image (build tap + trace): {res['gradcam_first_call_s']:.2f} s"]
+    md += [
+        "",
+        f"First `explain()` call on one image (build tap + trace): {res['gradcam_first_call_s']:.2f} s",
+    ]
     if "rss_smoothgrad50_peak_mib" in res:
-        md += [f"Peak RSS, SmoothGrad(50) on batch {args.batch}: {res['rss_smoothgrad50_peak_mib']:.0f} MiB "
-               f"(model built, before explaining: {res['rss_model_mib']:.0f} MiB; peak of saliency, one gradient step: "
-               f"{res['rss_one_gradient_step_mib']:.0f} MiB)"]
+        md += [
+            f"Peak RSS, SmoothGrad(50) on batch {args.batch}: {res['rss_smoothgrad50_peak_mib']:.0f} MiB "
+            f"(model built, before explaining: {res['rss_model_mib']:.0f} MiB; peak of saliency, one gradient step: "
+            f"{res['rss_one_gradient_step_mib']:.0f} MiB)"
+        ]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
