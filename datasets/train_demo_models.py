@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from xai.datasets import CLASS_NAMES, make_shapes  # noqa: E402
+from xai.testing import shapes_cnn  # noqa: E402
 
 MODELS = {
     "clean": {"file": "shapes_cnn.keras", "variant": "clean"},
@@ -48,30 +49,8 @@ DATA_SEED = 0
 
 
 def build_model(image_size: int, num_classes: int, name: str) -> keras.Model:
-    """Input(0-255 RGB) -> Rescaling -> Conv-BN-ReLU blocks with 3 max-pools -> GAP -> Dense.
-
-    The last block is ``last_conv -> last_bn -> last_relu`` (8x8 at a 64x64 input), then
-    ``GlobalAveragePooling2D`` and ``Dense(softmax)`` named ``predictions``: the CAM layout.
-    """
-
-    def block(x, filters, conv, bn, relu):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=conv)(x)
-        x = keras.layers.BatchNormalization(name=bn)(x)
-        return keras.layers.ReLU(name=relu)(x)
-
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    x = block(x, 16, "conv1", "bn1", "relu1")
-    x = block(x, 16, "conv1b", "bn1b", "relu1b")  # a second full-resolution conv: learns 2x faster
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = block(x, 32, "conv2", "bn2", "relu2")
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = block(x, 64, "conv3", "bn3", "relu3")
-    x = keras.layers.MaxPooling2D(2, name="pool3")(x)
-    x = block(x, 64, "last_conv", "last_bn", "last_relu")
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    """The shipped architecture, :func:`xai.testing.shapes_cnn` (one definition for every user)."""
+    return shapes_cnn(image_size, num_classes, name=name)
 
 
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -318,3 +318,31 @@ def demo_cnn(
     x = pool(name="global_pool")(x)
     out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, out, name="demo_cnn")
+
+
+def shapes_cnn(image_size: int = 64, num_classes: int = 4, *, name: str = "shapes_cnn") -> keras.Model:
+    """The architecture of the shipped demo models (``xai/assets/*.keras``), untrained.
+
+    ``Input`` (RGB floats in 0-255) -> ``Rescaling(1/255)`` -> Conv-BN-ReLU blocks with three
+    max-pools -> ``last_conv -> last_bn -> last_relu`` (8x8 at 64x64) -> GAP -> ``Dense(softmax)``
+    named ``predictions``. ``datasets/train_demo_models.py`` trains it.
+    """
+
+    def block(x, filters, conv, bn, relu):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=conv)(x)
+        x = L.BatchNormalization(name=bn)(x)
+        return L.ReLU(name=relu)(x)
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = L.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = block(x, 16, "conv1", "bn1", "relu1")
+    x = block(x, 16, "conv1b", "bn1b", "relu1b")  # a second full-resolution conv: learns 2x faster
+    x = L.MaxPooling2D(2, name="pool1")(x)
+    x = block(x, 32, "conv2", "bn2", "relu2")
+    x = L.MaxPooling2D(2, name="pool2")(x)
+    x = block(x, 64, "conv3", "bn3", "relu3")
+    x = L.MaxPooling2D(2, name="pool3")(x)
+    x = block(x, 64, "last_conv", "last_bn", "last_relu")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
