@@ -666,4 +666,4 @@ def test_example_trains_with_the_tap():
     spec.loader.exec_module(module)
     history = module.main(["--num-images", "32", "--image-size", "32", "--batch-size", "16"])
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
-    assert all(0.0 <= s <= 1.0 for s in history["sparsity/last_conv"])
+    assert all(0.0 <= s <= 1.0 for s in history["sparsity/last_relu"])
