@@ -28,7 +28,13 @@ import tensorflow as tf
 from ..errors import bad_type, bad_value
 from .gradient import PRODUCT_DISPLAY
 from .registry import Method, MethodResult, register
-from .scoring import channels_first, check_positive_int, clean_targets, input_layout
+from .scoring import (
+    channels_first,
+    check_positive_int,
+    clean_targets,
+    input_layout,
+    reported_targets,
+)
 
 BASELINES = ("zeros", "blurred", "uniform")
 
@@ -167,7 +173,7 @@ def integrated_gradients_compute(
         for total, g in zip(totals, step.gradients):
             total += g.reshape(m, n, *g.shape[1:]).sum(axis=0, dtype=np.float64)
     maps = [(d * (t / num_steps)).astype(np.float32) for d, t in zip(deltas, totals)]
-    out_targets = np.full(n, -1, np.int32) if callable(resolved) else resolved
+    out_targets = reported_targets(resolved, n)
     return MethodResult(maps=maps, logits=logits, targets=out_targets, scores=scores)
 
 

@@ -28,6 +28,7 @@ from .scoring import (
     expand_to_input,
     forward_scores,
     input_layout,
+    reported_targets,
     rows_targets,
 )
 
@@ -151,7 +152,7 @@ def occlusion_compute(
         # positions no window covers (stride > window) get 0, not NaN
         covered = np.divide(total, coverage, out=np.zeros_like(total), where=coverage > 0)
         maps.append(covered.astype(np.float32))
-    out_targets = np.full(n, -1, np.int32) if callable(resolved) else resolved
+    out_targets = reported_targets(resolved, n)
     return MethodResult(maps=maps, logits=logits, targets=out_targets, scores=scores)
 
 
@@ -268,7 +269,7 @@ def rise_compute(
             s = forward_scores(engine, batch, rows_targets(resolved, rows)).reshape(k, n)
             total += np.tensordot(s, m.astype(np.float64), axes=([0], [0]))
         maps.append((total / (num_masks * float(keep_prob))).astype(np.float32))
-    out_targets = np.full(n, -1, np.int32) if callable(resolved) else resolved
+    out_targets = reported_targets(resolved, n)
     return MethodResult(maps=maps, logits=logits, targets=out_targets, scores=scores)
 
 

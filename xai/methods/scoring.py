@@ -43,6 +43,11 @@ def clean_targets(engine: Any, logits: np.ndarray, targets: Any) -> tuple[Any, n
     return resolved, z[np.arange(len(z)), resolved].astype(np.float32)
 
 
+def reported_targets(resolved: Any, n: int) -> np.ndarray:
+    """The targets a MethodResult reports: the resolved classes, or -1 for a callable target."""
+    return np.full(n, -1, np.int32) if callable(resolved) else resolved
+
+
 def channels_first(engine: Any) -> bool:
     """Whether the explained model is ``channels_first`` (any of its layers says so)."""
     model = engine.tap.source if engine.tap.source is not None else engine.tap.model

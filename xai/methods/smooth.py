@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from ..errors import bad_value
 from .registry import Method, MethodResult, get, register
-from .scoring import clean_targets
+from .scoring import clean_targets, reported_targets
 
 Aggregate = Literal["mean", "mean_squared", "variance"]
 AGGREGATES = ("mean", "mean_squared", "variance")
@@ -153,7 +153,7 @@ def smooth(
             out = [t / n for t in total_sq]
         else:
             out = [np.maximum(sq / n - (t / n) ** 2, 0.0) for t, sq in zip(total, total_sq)]
-        resolved_out = np.full(len(logits), -1, np.int32) if callable(resolved) else resolved
+        resolved_out = reported_targets(resolved, len(logits))
         return MethodResult(
             maps=[o.astype(np.float32) for o in out],
             logits=logits,
