@@ -122,16 +122,22 @@ def smooth(
         logits = engine.forward(clean)
         resolved, scores = clean_targets(engine, logits, targets)
         sigmas = [tf.constant(noise_scale(x, noise_level)) for x in clean]
+        # The deterministic gradient methods only hand their inputs to the engine (which takes
+        # tensors); other methods do NumPy maths on them and get arrays.
+        inner_takes_tensors = inner.space == "input" and inner.family == "gradient" and not inner.stochastic
         clean_t = [tf.constant(x) for x in clean]
         total: list[np.ndarray] | None = None
         total_sq: list[np.ndarray] | None = None
         last: MethodResult | None = None
         for k in range(num_samples):
-            # one fused, multi-threaded TF expression per input instead of NumPy temporaries
+            # One multi-threaded TF expression per input; the tensor goes to the engine as is (no
+            # copy to NumPy and back). Methods that do NumPy maths on their inputs get it converted.
             noisy = [
-                (x + s * sample_noise_tensor(x.shape[1:], seed, k, j)).numpy()
+                x + s * sample_noise_tensor(x.shape[1:], seed, k, j)
                 for j, (x, s) in enumerate(zip(clean_t, sigmas))
             ]
+            if not inner_takes_tensors:
+                noisy = [t.numpy() for t in noisy]
             if inner.stochastic:  # e.g. RISE or IG with a noise baseline: one seed per sample
                 base_params["seed"] = inner_seed(seed, k)
             last = inner.compute(engine, noisy, resolved, **base_params)
