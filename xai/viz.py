@@ -552,6 +552,15 @@ def figure_grid(
     return fig
 
 
+def _check_ax_and_title(ax: Any, title: Any) -> None:
+    if ax is not None and not isinstance(ax, Axes):
+        raise bad_type(
+            "ax", "a matplotlib Axes or None", ax, "For example: fig, ax = plt.subplots()."
+        )
+    if title is not None and not isinstance(title, str):
+        raise bad_type("title", "a string or None", title)
+
+
 def _root_figure(ax: Axes) -> Figure:
     try:
         return ax.get_figure(root=True)  # type: ignore[call-arg]  # matplotlib >= 3.10
@@ -601,12 +610,7 @@ def plot_explanation(
     """
     name = _colormap_name(colormap)
     value_range = check_value_range(value_range)
-    if ax is not None and not isinstance(ax, Axes):
-        raise bad_type(
-            "ax", "a matplotlib Axes or None", ax, "For example: fig, ax = plt.subplots()."
-        )
-    if title is not None and not isinstance(title, str):
-        raise bad_type("title", "a string or None", title)
+    _check_ax_and_title(ax, title)
     array = np.asarray(image)
     if array.ndim not in (2, 3):
         raise bad_value(
@@ -689,12 +693,7 @@ def plot_map(
         XaiTypeError: ``ax`` is not a matplotlib Axes, or a non-float heatmap.
     """
     name = _colormap_name(colormap)
-    if ax is not None and not isinstance(ax, Axes):
-        raise bad_type(
-            "ax", "a matplotlib Axes or None", ax, "For example: fig, ax = plt.subplots()."
-        )
-    if title is not None and not isinstance(title, str):
-        raise bad_type("title", "a string or None", title)
+    _check_ax_and_title(ax, title)
     array = np.asarray(heatmap)
     if array.ndim == 0 or array.size == 0:
         raise bad_value(
