@@ -139,6 +139,19 @@ def check_value_range(value_range: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _check_finite(array: np.ndarray, param: str, received: Any, fix_suffix: str) -> None:
+    """Raise the standard error when ``array`` holds NaN or Inf (counting them)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        raise bad_value(
+            param,
+            "finite (no NaN or Inf values)",
+            received,
+            f"{bad} of {array.size} values are NaN or Inf{fix_suffix}",
+        )
+
+
 def _as_heatmaps(
     heatmap: Any, param: str, ranks: tuple[int, ...], shapes: str | None = None
 ) -> np.ndarray:
@@ -161,16 +174,7 @@ def _as_heatmaps(
             "Pass one heatmap per image, without a channel axis (squeeze a trailing axis of "
             "size 1 with heatmap[..., 0]).",
         )
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = int(array.size - np.count_nonzero(finite))
-        raise bad_value(
-            param,
-            "finite (no NaN or Inf values)",
-            heatmap,
-            f"{bad} of {array.size} values are NaN or Inf; fix or replace them first, e.g. with "
-            "np.nan_to_num(heatmap, nan=0.0).",
-        )
+    _check_finite(array, param, heatmap, "; fix or replace them first, e.g. with np.nan_to_num(heatmap, nan=0.0).")
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     return array
@@ -252,15 +256,7 @@ def _display_checked(
             )
     if value_range is not None:
         if np.issubdtype(array.dtype, np.floating):
-            finite = np.isfinite(array)
-            if not finite.all():
-                bad = int(array.size - np.count_nonzero(finite))
-                raise bad_value(
-                    param,
-                    "finite (no NaN or Inf values)",
-                    array,
-                    f"{bad} of {array.size} values are NaN or Inf.",
-                )
+            _check_finite(array, param, array, ".")
         array = _scale_to_uint8(array, *value_range)
     if channels == 1:
         array = np.repeat(array, 3, axis=-1)
