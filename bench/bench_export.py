@@ -26,6 +26,8 @@ Run:  python bench/bench_export.py                     (writes bench/results/exp
       python bench/bench_export.py --model resnet50 --no-rss   (export_resnet50.md/.json)
       python bench/bench_export.py --quick             (a minute; export_quick.md/.json)
       python bench/bench_export.py --render            (rewrite the .md files from the .json)
+      python bench/bench_export.py --no-rss --format-sets 'overlay,heatmap,raw;overlay;raw' --out export_formats
+                                                       (the I/O cost of each output format)
 """
 
 from __future__ import annotations
@@ -186,6 +188,13 @@ def main() -> None:
     ap.add_argument("--rss-large", type=int, default=None, help="default 10000 (quick: 2000)")
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument(
+        "--format-sets",
+        default="overlay,heatmap,raw",
+        help="';'-separated output format sets, each exported in every repeat (the first is the "
+        "headline), e.g. 'overlay,heatmap,raw;overlay;raw'",
+    )
+    ap.add_argument("--out", default=None, help="results name (bench/results/<out>.md/.json)")
+    ap.add_argument(
         "--render", action="store_true", help="only rewrite the .md files from the .json results"
     )
     args = ap.parse_args()
@@ -221,45 +230,51 @@ def main() -> None:
         explainer.explain(batches[0], "gradcam", batch_size=bs, progress=False)  # trace + warm up
         compute_only(explainer, batches, 2 * bs, bs)
 
+        format_sets = [f.strip() for f in args.format_sets.split(";") if f.strip()]
         load_before = os.getloadavg()
-        compute_s, export_s, compute_cpu, export_cpu = [], [], [], []
+        compute_s, compute_cpu = [], []
+        export_s = {f: [] for f in format_sets}
+        export_cpu = {f: [] for f in format_sets}
         for r in range(args.repeats):
             wall, cpu = timed(lambda: compute_only(explainer, batches, n_images, bs))
             compute_s.append(wall)
             compute_cpu.append(cpu)
-            out = work / f"out{r}"
-            summary = []
-            wall, cpu = timed(
-                lambda out=out, summary=summary: summary.append(
-                    xai.export(
-                        explainer,
-                        folder,
-                        out,
-                        batch_size=bs,
-                        preprocess="symmetric",
-                        progress=False,
+            for formats in format_sets:
+                out = work / f"out{r}"
+                summary = []
+                wall, cpu = timed(
+                    lambda out=out, summary=summary, formats=formats: summary.append(
+                        xai.export(
+                            explainer,
+                            folder,
+                            out,
+                            batch_size=bs,
+                            preprocess="symmetric",
+                            formats=formats,
+                            progress=False,
+                        )
                     )
                 )
-            )
-            export_s.append(wall)
-            export_cpu.append(cpu)
-            assert summary[0].ok == n_images and summary[0].failed == 0, summary
-            shutil.rmtree(out)
+                export_s[formats].append(wall)
+                export_cpu[formats].append(cpu)
+                assert summary[0].ok == n_images and summary[0].failed == 0, summary
+                shutil.rmtree(out)
         load_after = os.getloadavg()
         (work / "io").mkdir()
         io_s = io_only(folder, work / "io", size, limit=200)
 
         med = statistics.median
         compute_ips = n_images / med(compute_s)
-        export_ips = n_images / med(export_s)
-        ratios = [c / e for c, e in zip(compute_s, export_s)]
+        headline = format_sets[0]
+        export_ips = n_images / med(export_s[headline])
+        ratios = [c / e for c, e in zip(compute_s, export_s[headline])]
         res = {
             "model": MODELS[model_name],
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "images": n_images,
             "image_size": "256x256 JPEG (quality 90)",
             "batch_size": bs,
-            "formats": "overlay, heatmap, raw",
+            "formats": headline,
             "compute_only_images_per_s": compute_ips,
             "export_images_per_s": export_ips,
             "export_over_compute": med(ratios),
@@ -267,7 +282,15 @@ def main() -> None:
             "compute_ms_per_image": 1000 * med(compute_s) / n_images,
             "io_sequential_ms_per_image": 1000 * io_s,
             "compute_cpu_ms_per_image": 1000 * med(compute_cpu) / n_images,
-            "export_cpu_ms_per_image": 1000 * med(export_cpu) / n_images,
+            "export_cpu_ms_per_image": 1000 * med(export_cpu[headline]) / n_images,
+            "by_formats": {
+                f: {
+                    "images_per_s": n_images / med(export_s[f]),
+                    "export_over_compute": med([c / e for c, e in zip(compute_s, export_s[f])]),
+                    "cpu_ms_per_image": 1000 * med(export_cpu[f]) / n_images,
+                }
+                for f in format_sets
+            },
             "load_average_1min_before_after": [load_before[0], load_after[0]],
             "generate_folder_s": gen_s,
         }
@@ -288,7 +311,7 @@ def main() -> None:
 
     res["repeats"] = args.repeats
     RESULTS.mkdir(exist_ok=True)
-    name = {"small": "export_quick", "mobilenetv2": "export"}.get(
+    name = args.out or {"small": "export_quick", "mobilenetv2": "export"}.get(
         model_name, f"export_{model_name}"
     )
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -308,8 +331,9 @@ def render(res: dict) -> str:
     md = [
         f"# Export benchmark: {res['model']}, batch {res['batch_size']}, {res['machine']}",
         "",
-        f"{res['images']} generated {res['image_size']} images in 4 sub-folders; Grad-CAM; all "
-        "three formats (overlay PNG, 16-bit heatmap PNG, raw .npy); preprocessing `symmetric`. "
+        f"{res['images']} generated {res['image_size']} images in 4 sub-folders; Grad-CAM; "
+        f"formats `{res['formats'].replace(' ', '')}` (overlay PNG, 16-bit heatmap PNG, raw "
+        ".npy); preprocessing `symmetric`. "
         f"Median of {res.get('repeats', len(res['export_over_compute_runs']))} interleaved runs.",
         "",
         "| | images/s | wall ms / image | CPU ms / image (all threads) |",
@@ -329,6 +353,19 @@ def render(res: dict) -> str:
         f"{load[0]:.1f} / {load[1]:.1f} on the machine's {res['machine'].split(', ')[-1]} "
         "(shared with other jobs).",
     ]
+    if len(res.get("by_formats", {})) > 1:
+        md += [
+            "",
+            "Same runs, other output formats (each exported in every repeat, interleaved):",
+            "",
+            "| formats | images/s | export / compute | CPU ms / image | I/O CPU ms / image |",
+            "|---|---|---|---|---|",
+            *(
+                f"| `{f}` | {v['images_per_s']:.1f} | {v['export_over_compute']:.1%} | "
+                f"{v['cpu_ms_per_image']:.2f} | {v['cpu_ms_per_image'] - compute_cpu:.2f} |"
+                for f, v in res["by_formats"].items()
+            ),
+        ]
     if "rss_large_mib" in res:
         md += [
             "",
