@@ -259,6 +259,7 @@ def main() -> None:
                 export_cpu[formats].append(cpu)
                 assert summary[0].ok == n_images and summary[0].failed == 0, summary
                 shutil.rmtree(out)
+                os.sync()  # untimed: the next run must not pay for flushing this one's deletion
         load_after = os.getloadavg()
         (work / "io").mkdir()
         io_s = io_only(folder, work / "io", size, limit=200)

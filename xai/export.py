@@ -900,17 +900,21 @@ def _failed_row(job: _Job, exc: Exception) -> dict[str, Any]:
 class _Committer(threading.Thread):
     """Commits batches in order: waits for their writes, flushes the disk, appends their rows.
 
-    :meth:`submit` blocks while ``max_batches`` batches are waiting, which bounds the memory held
-    by pictures in flight whatever the folder size.
+    Group commit: each pass takes every batch queued so far, waits for their writes, flushes the
+    file system once and appends all their rows, so a slow flush (a busy or throttled disk) makes
+    the groups larger instead of stalling the pipeline. :meth:`submit` blocks while
+    ``max_writes`` batches are still being written, which bounds the memory held by pictures in
+    flight whatever the folder size (a written batch only holds its manifest rows).
     """
 
-    def __init__(self, manifest: _Manifest, root: Path, max_batches: int) -> None:
+    def __init__(self, manifest: _Manifest, root: Path, max_writes: int) -> None:
         super().__init__(name="xai-export-commit", daemon=True)
         self.manifest = manifest
         self.sync = _filesystem_sync(root)
+        self.slots = threading.BoundedSemaphore(max_writes)
         self.queue: queue.Queue[
             tuple[list[dict[str, Any]], Future[list[dict[str, Any]]] | None] | None
-        ] = queue.Queue(maxsize=max_batches)
+        ] = queue.Queue()
         self.failed = 0
         self.error: BaseException | None = None
 
@@ -920,16 +924,35 @@ class _Committer(threading.Thread):
         """Queue a batch: ``rows`` already final, ``written`` the rows of its writer job."""
         if self.error is not None:
             raise self.error
+        if written is not None:
+            self.slots.acquire()
+            written.add_done_callback(lambda _: self.slots.release())
         self.queue.put((rows, written))
 
+    def _take(self) -> tuple[list[Any], bool]:
+        """Every queued batch (waiting for the first); True when the end marker was among them."""
+        items = [self.queue.get()]
+        while True:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        end = None in items
+        return [i for i in items if i is not None], end
+
     def run(self) -> None:
-        while (item := self.queue.get()) is not None:
+        end = False
+        while not end:
+            items, end = self._take()
             if self.error is not None:
                 continue  # keep draining so that submit() never blocks forever
             try:
-                rows, written = item
-                if written is not None:
-                    rows = rows + written.result()
+                rows: list[dict[str, Any]] = []
+                for batch_rows, written in items:
+                    rows += batch_rows
+                    if written is not None:
+                        rows += written.result()
+                if any(written is not None for _, written in items):
                     self.sync()  # the files exist on disk before a manifest line says so
                 self.manifest.append(rows)
                 self.failed += sum(r["status"] == "error" for r in rows)
@@ -1404,7 +1427,7 @@ def _run(
         devices = list(plan.strategy.extended.worker_devices) if plan.strategy is not None else []
         bar = tqdm(total=len(indices), unit="img", desc=f"xai export {method.name}",
                    disable=not plan.progress, smoothing=0.1, dynamic_ncols=True)  # fmt: skip
-        committer = _Committer(manifest, out, max_batches=2)
+        committer = _Committer(manifest, out, max_writes=2)
         committer.start()
         shard_pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
         pool = ThreadPoolExecutor(plan.workers, thread_name_prefix="xai-export-write")
