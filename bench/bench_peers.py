@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,10 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 PEERS_VENV = HERE / ".venvs" / "peers"
 PEER_PY = PEERS_VENV / "bin" / "python"
+# "xplique@resolved": the xplique that `pip install tensorflow==<ours> xplique` picks, in its own
+# venv (2.0.2 pins TF <= 2.20, so pip's resolver falls back to an older release; 1.3.3 today)
+RESOLVED_VENV = HERE / ".venvs" / "xplique-resolved"
+RESOLVED_PY = RESOLVED_VENV / "bin" / "python"
 DEMO_MODEL = ROOT / "xai" / "assets" / "shapes_cnn.keras"
 
 XPLIQUE = "xplique==2.0.2"
@@ -67,12 +72,24 @@ MODELS = ("mobilenetv2", "resnet50", "demo")
 METHODS = ("gradcam", "gradcam_plus_plus", "scorecam", "smoothgrad", "integrated_gradients")
 # ":logits": the peer gets the same model built without its softmax (classifier_activation=None);
 # "xai:seed1": xai again with another noise seed (how much two SmoothGrad draws agree at all)
-LIBS = ("xai", "tf-keras-vis", "xplique", "tf-keras-vis:logits", "xplique:logits", "xai:seed1")
+LIBS = (
+    "xai",
+    "tf-keras-vis",
+    "xplique",
+    "xplique@resolved",
+    "tf-keras-vis:logits",
+    "xplique:logits",
+    "xplique@resolved:logits",
+    "xai:seed1",
+)
+XPLIQUE_METHODS = {"gradcam", "gradcam_plus_plus", "smoothgrad", "integrated_gradients"}
 SUPPORTED = {
     "xai": set(METHODS),
     "tf-keras-vis": {"gradcam", "gradcam_plus_plus", "scorecam", "smoothgrad"},
-    "xplique": {"gradcam", "gradcam_plus_plus", "smoothgrad", "integrated_gradients"},
-    "xplique:logits": {"gradcam", "gradcam_plus_plus", "smoothgrad", "integrated_gradients"},
+    "xplique": XPLIQUE_METHODS,
+    "xplique:logits": XPLIQUE_METHODS,
+    "xplique@resolved": XPLIQUE_METHODS,
+    "xplique@resolved:logits": XPLIQUE_METHODS,
     "tf-keras-vis:logits": {"gradcam", "gradcam_plus_plus", "scorecam", "smoothgrad"},
     "xai:seed1": {"smoothgrad"},
 }
@@ -110,12 +127,25 @@ def setup_peers() -> list[str]:
         pip + ["--no-deps", XPLIQUE],
         pip + PEER_DEPS + [f"tf-keras~={'.'.join(tf.__version__.split('.')[:2])}.0"],
     ]
-    stamp = PEERS_VENV / ".installed"
-    if not stamp.exists():
-        for c in cmds:
-            sh(c)
-        stamp.write_text("\n".join(" ".join(c) for c in cmds) + "\n")
-    return [" ".join(c) for c in cmds]
+    resolved = [
+        [sys.executable, "-m", "venv", str(RESOLVED_VENV)],
+        [str(RESOLVED_PY), "-m", "pip", "install", "-q", f"tensorflow=={tf.__version__}", "xplique",
+         "tqdm"],
+    ]  # fmt: skip
+    for venv, steps in ((PEERS_VENV, cmds), (RESOLVED_VENV, resolved)):
+        stamp = venv / ".installed"
+        if not stamp.exists():
+            for c in steps:
+                sh(c)
+            stamp.write_text("\n".join(" ".join(c) for c in steps) + "\n")
+    return [" ".join(c) for c in cmds + resolved]
+
+
+def python_for(lib: str) -> str:
+    """The interpreter that runs ``lib``: the project's for xai, else the peer's own venv."""
+    if lib.startswith("xai"):
+        return sys.executable
+    return str(RESOLVED_PY if lib.startswith("xplique@resolved") else PEER_PY)
 
 
 def make_inputs(model: str, tmp: Path) -> Path:
@@ -170,7 +200,7 @@ def run_cell(
     }
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    py = sys.executable if lib.startswith("xai") else str(PEER_PY)
+    py = python_for(lib)
     env = {**os.environ, "XAI_DEMO_MODEL": str(DEMO_MODEL), "TF_CPP_MIN_LOG_LEVEL": "3"}
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -194,36 +224,49 @@ def run_cell(
 
 def run_head_to_head(
     model: str, method: str, libs: list[str], inputs: Path, tmp: Path, repeats: int, timeout: int
-) -> dict:
-    """xai and the peers in one process of the peers' venv (xai imported from the source tree)."""
+) -> list[dict]:
+    """xai and the peers in one process per peer venv (xai imported from the source tree).
+
+    The peers sharing a venv run in the same process as each other and as xai; a peer with its own
+    venv (``xplique@resolved``) gets its own process, again with xai and the forward pass.
+    """
     import numpy as np
 
     x = np.load(inputs)
-    libs = [lb for lb in ["xai", *libs] if ":" not in lb and method in SUPPORTED[lb]]
-    libs = list(dict.fromkeys(libs))
-    spec = {
-        "lib": "h2h",
-        "libs": libs,
-        "model": model,
-        "method": method,
-        "params": {lb: cell_params(method, lb, x) for lb in libs},
-        "inputs": str(inputs),
-        "repeats": repeats,
-    }
-    spec_path = tmp / "spec_h2h.json"
-    spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "XAI_DEMO_MODEL": str(DEMO_MODEL), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [str(PEER_PY), str(HERE / "peer_runner.py"), str(spec_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=str(ROOT),
-    )
-    if proc.returncode != 0:
-        return {"model": model, "method": method, "error": proc.stderr.strip().splitlines()[-3:]}
-    return {"model": model, "method": method, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    peers = [lb for lb in libs if not lb.startswith("xai") and ":" not in lb]
+    groups: dict[str, list[str]] = {}
+    for lb in dict.fromkeys(peers):
+        if method in SUPPORTED[lb]:
+            groups.setdefault(python_for(lb), []).append(lb)
+    out = []
+    for py, group in groups.items():
+        venv = Path(py).parent.parent.name
+        spec = {
+            "lib": "h2h",
+            "libs": ["xai", *group],
+            "model": model,
+            "method": method,
+            "params": {lb: cell_params(method, lb, x) for lb in ["xai", *group]},
+            "inputs": str(inputs),
+            "repeats": repeats,
+        }
+        spec_path = tmp / "spec_h2h.json"
+        spec_path.write_text(json.dumps(spec))
+        env = {**os.environ, "XAI_DEMO_MODEL": str(DEMO_MODEL), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(
+            [py, str(HERE / "peer_runner.py"), str(spec_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=str(ROOT),
+        )
+        head = {"model": model, "method": method, "venv": venv}
+        if proc.returncode != 0:
+            out.append({**head, "error": proc.stderr.strip().splitlines()[-3:]})
+        else:
+            out.append({**head, **json.loads(proc.stdout.strip().splitlines()[-1])})
+    return out
 
 
 def to_display(maps, size):
@@ -283,7 +326,14 @@ def markdown(res: dict) -> str:
         "# xai vs tf-keras-vis vs xplique",
         "",
         f"{res['machine']}; TF {res['tensorflow']}, Keras {res['keras']}; tf-keras-vis "
-        f"{res.get('peer_versions', {}).get('tf-keras-vis', '?')}, xplique {res.get('peer_versions', {}).get('xplique', '?')}. "
+        f"{res.get('peer_versions', {}).get('tf-keras-vis', '?')}, xplique {res.get('peer_versions', {}).get('xplique', '?')}"
+        + (
+            f" (and `xplique@resolved` = xplique {res['peer_versions']['xplique@resolved']}, the "
+            "release pip picks next to this TensorFlow, in its own venv)"
+            if "xplique@resolved" in res.get("peer_versions", {})
+            else ""
+        )
+        + ". "
         f"Batch 32, median of {nrep} runs (unless marked); ratio = method / plain `tf.function` forward pass of the "
         "same batch, interleaved in the same fresh process; peak RSS = VmHWM of that process (model, "
         "forward pass and all runs included); first call = construct the explainer + explain one image; "
@@ -329,27 +379,36 @@ def markdown(res: dict) -> str:
             "",
             "## Head to head: all libraries in one process, runs interleaved",
             "",
-            "One process of the peers' venv (xai imported from the source tree), one model; each "
-            "repeat runs the forward pass, then every library, in turn. Speed-up = peer ms / xai ms.",
+            "One process per peer venv (xai imported from the source tree), one model; each "
+            "repeat runs the forward pass, then every library, in turn. Speed-up = median peer ms / "
+            "median xai ms in the same process; paired = median over repeats of peer run / xai run "
+            "of the same repeat (robust to a peer whose run times jump between two levels).",
             "",
-            "| model | method | library | ms / image | x forward | xai speed-up | load |",
-            "|---|---|---|---|---|---|---|",
+            "| model | method | process (venv) | library | ms / image | x forward | xai speed-up | load |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for h in res["head_to_head"]:
             if "error" in h:
                 md.append(
-                    f"| {h['model']} | {h['method']} | failed: {' '.join(h['error'])[-160:]} ||||| |"
+                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | failed: {' '.join(h['error'])[-160:]} ||||| |"
                 )
                 continue
             t = h["head_to_head"]
             for lib, v in t.items():
+                runs = h.get("runs_s", {})
+                paired = (
+                    f" (paired {statistics.median(a / b for a, b in zip(runs[lib], runs['xai'])):.2f}x)"
+                    if lib in runs and "xai" in runs
+                    else ""
+                )
                 sp = (
                     ""
                     if lib in ("forward", "xai")
-                    else f"{v['ms_per_image'] / t['xai']['ms_per_image']:.2f}x"
+                    else f"{v['ms_per_image'] / t['xai']['ms_per_image']:.2f}x{paired}"
                 )
+                name = f"{lib} {h['versions'][lib]}" if lib in h.get("versions", {}) else lib
                 md.append(
-                    f"| {h['model']} | {h['method']} | {lib} | {v['ms_per_image']:.1f} | {v['ratio']:.2f} | {sp} | {h['loadavg'][0]:.1f} |"
+                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | {name} | {v['ms_per_image']:.1f} | {v['ratio']:.2f} | {sp} | {h['loadavg'][0]:.1f} |"
                 )
     if res.get("notes"):
         md += ["", *res["notes"]]
@@ -411,12 +470,19 @@ def main() -> None:
             inputs = make_inputs(model, tmp)
             for method in args.methods.split(","):
                 print(f"== head to head: {model} {method}", flush=True)
-                h = run_head_to_head(model, method, libs, inputs, tmp, args.repeats, args.timeout)
-                print(json.dumps(h.get("head_to_head", h), default=str), flush=True)
-                key = (model, method)
-                res["head_to_head"] = [
-                    o for o in res.get("head_to_head", []) if (o["model"], o["method"]) != key
-                ] + [h]
+                for h in run_head_to_head(
+                    model, method, libs, inputs, tmp, args.repeats, args.timeout
+                ):
+                    print(json.dumps(h.get("head_to_head", h), default=str), flush=True)
+                    res.setdefault("peer_versions", {}).update(
+                        {k: v for k, v in h.get("versions", {}).items() if k != "xai"}
+                    )
+                    key = (model, method, h["venv"])
+                    res["head_to_head"] = [
+                        o
+                        for o in res.get("head_to_head", [])
+                        if (o["model"], o["method"], o.get("venv", "peers")) != key
+                    ] + [h]
                 json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")
                 md_path.write_text(markdown(res))
         print(md_path.read_text())

@@ -174,6 +174,16 @@ def make_xplique(model, method, params, batch, layer, logits=False):
 
 
 FACTORIES = {"xai": make_xai, "tf-keras-vis": make_tf_keras_vis, "xplique": make_xplique}
+MODULES = {"xai": "xai", "tf-keras-vis": "tf_keras_vis", "xplique": "xplique"}
+
+
+def base(lib: str) -> str:
+    """The library behind a benchmark name: "xplique@resolved:logits" -> "xplique"."""
+    return lib.split(":")[0].split("@")[0]
+
+
+def version(lib: str) -> str:
+    return getattr(__import__(MODULES[base(lib)]), "__version__", "?")
 
 
 def head_to_head(spec: dict) -> None:
@@ -192,7 +202,7 @@ def head_to_head(spec: dict) -> None:
     preds = np.asarray(forward(xt)).argmax(-1)
     runs = {}
     for lib in spec["libs"]:
-        runs[lib], _ = FACTORIES[lib](
+        runs[lib], _ = FACTORIES[base(lib)](
             model, spec["method"], spec["params"][lib], len(x), LAYERS[spec["model"]]
         )
         runs[lib](x, preds)  # warm-up
@@ -209,7 +219,17 @@ def head_to_head(spec: dict) -> None:
         }
         for lib, t in times.items()
     }
-    print(json.dumps({"head_to_head": out, "runs_s": times, "loadavg": os.getloadavg()}))
+    versions = {lib: version(lib) for lib in runs}
+    print(
+        json.dumps(
+            {
+                "head_to_head": out,
+                "runs_s": times,
+                "versions": versions,
+                "loadavg": os.getloadavg(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -231,7 +251,7 @@ def main() -> None:
     floor, forward_peak = rss_mib("VmRSS"), rss_mib("VmHWM")
 
     t0 = time.perf_counter()
-    run, info = FACTORIES[lib.split(":")[0]](
+    run, info = FACTORIES[base(lib)](
         model,
         spec["method"],
         spec["params"],
@@ -269,8 +289,7 @@ def main() -> None:
         **{k: v for k, v in info.items() if k != "params"},
     }
     if not lib.startswith("xai"):
-        mod = {"tf-keras-vis": "tf_keras_vis", "xplique": "xplique"}[lib.split(":")[0]]
-        out["versions"][lib] = getattr(__import__(mod), "__version__", "?")
+        out["versions"][lib] = version(lib)
     print(json.dumps(out, default=str))
 
 

@@ -74,18 +74,23 @@ def normalize(maps: np.ndarray, clip_percentile: float | None = None) -> np.ndar
 
     NaN/Inf never come out: non-finite inputs are treated as 0.
     """
-    m = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    m = np.asarray(maps, dtype=np.float32)
+    if not np.isfinite(m).all():  # one cheap pass; the copy only when needed
+        m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
     flat = m.reshape(len(m), -1)
     if clip_percentile is not None and flat.shape[1]:
         hi = np.percentile(flat, clip_percentile, axis=1, keepdims=True)
         flat = np.minimum(flat, hi)
     if flat.shape[1] == 0:
-        return m
+        return m.copy() if m is maps else m
     lo = flat.min(axis=1, keepdims=True)
     span = flat.max(axis=1, keepdims=True) - lo
     scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0)
-    out = (flat - lo) * scale
-    return np.clip(out, 0.0, 1.0).reshape(m.shape).astype(np.float32)
+    # in place on one new array: same float32 operations as (flat - lo) * scale, clipped
+    out = np.subtract(flat, lo, dtype=np.float32)
+    out *= scale
+    np.clip(out, 0.0, 1.0, out=out)
+    return out.reshape(m.shape)
 
 
 def resize(maps: np.ndarray, size: Sequence[int]) -> np.ndarray:
