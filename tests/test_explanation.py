@@ -125,3 +125,16 @@ def test_plot_and_html_repr(cnn, images_uint8):
     html = e._repr_html_()
     assert html.count("<img") == 2 and "gradcam" in html and "data:image/png;base64," in html
     assert "Explanation(method='gradcam', samples=2" in repr(e)
+
+
+def test_plot_of_a_sequence_input_draws_the_signal_over_its_heatmap(cnn1d):
+    x = np.random.default_rng(3).normal(size=(3, 20, 1)).astype(np.float32)
+    e = xai.explain(cnn1d, x, "gradcam")
+    assert e.images[0] is None and e.signal_inputs[0] is x
+    fig = e.plot(2)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 1
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), x[2, :, 0])
+    np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), xai.viz.colorize(e.heatmap[2][None]))
+    sub = e[[2]]  # slicing keeps the signals
+    np.testing.assert_array_equal(sub.plot(0).axes[0].lines[0].get_ydata(), x[2, :, 0])

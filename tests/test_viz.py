@@ -314,6 +314,42 @@ def test_plot_map_one_two_and_three_dimensional():
     assert len(own.axes) == 1  # no colour bar added to the caller's figure
 
 
+def test_plot_map_draws_a_signal_over_its_1d_heatmap():
+    heat = np.linspace(0, 1, 7)
+    signal = np.stack([np.arange(7.0), -np.arange(7.0) / 2], axis=1)  # (L, C) = (7, 2)
+    fig = plot_map(heat, signal=signal, title="ecg")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(drawn(ax), colorize(heat[None]))  # the strip, as without signal
+    assert len(ax.lines) == 2
+    for c, line in enumerate(ax.lines):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(7))
+        np.testing.assert_array_equal(line.get_ydata(), signal[:, c])
+    lo, hi, pad = -3.0, 6.0, 0.45  # the strip fills the signal's range plus 5 %
+    np.testing.assert_allclose(ax.images[0].get_extent(), (-0.5, 6.5, lo - pad, hi + pad))
+    np.testing.assert_allclose(ax.get_ylim(), (lo - pad, hi + pad))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["channel 0", "channel 1"]
+    assert ax.get_title() == "ecg" and len(fig.axes) == 2  # + colour bar
+
+    flat = plot_map(heat, signal=np.full(7, 2.0)).axes[0]  # one channel, constant: no legend
+    assert len(flat.lines) == 1 and flat.get_legend() is None
+    np.testing.assert_allclose(flat.get_ylim(), (1.5, 2.5))
+
+
+@pytest.mark.parametrize(
+    ("signal", "heat", "match"),
+    [
+        (np.zeros(6), np.zeros(7), r"\(7,\) or \(7, C\).*shape \(6,\)"),
+        (np.zeros((7, 2, 1)), np.zeros(7), r"\(7,\) or \(7, C\)"),
+        (np.zeros(7), np.zeros((3, 7)), r"1-D map"),
+        (np.array([0.0, np.nan, 0, 0, 0, 0, 0]), np.zeros(7), r"1 of 7 values are NaN or Inf"),
+        (np.array(list("abcdefg")), np.zeros(7), r"numeric"),
+    ],
+)
+def test_plot_map_signal_errors(signal, heat, match):
+    with pytest.raises((XaiValueError, XaiTypeError), match=match):
+        plot_map(heat, signal=signal)
+
+
 # -------------------------------------------------------------------------------------- errors
 
 _IMG = np.zeros((2, 4, 5, 3), dtype=np.uint8)

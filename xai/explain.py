@@ -188,6 +188,15 @@ class Explainer:
             out.append(arr if is_image else None)
         return out
 
+    def _signal_inputs(self, raw: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The raw inputs that are sequences (one spatial axis and a channel axis), else None."""
+        out: list[np.ndarray | None] = []
+        for j, arr in enumerate(raw):
+            info = self._input_info(j)
+            is_signal = len(info.spatial) == 1 and info.channel_axis is not None and arr.ndim == 3
+            out.append(arr if is_signal else None)
+        return out
+
     # --------------------------------------------------------------------------------- explain
     def explain(
         self,
@@ -280,6 +289,7 @@ class Explainer:
             display=m.display,
             inputs_info=infos,
             image_inputs=tuple(self._image_inputs(raw)),
+            signal_inputs=tuple(self._signal_inputs(raw)),
             value_range=value_range,
             layer_maps=layer_maps,
             class_names=self.class_names,

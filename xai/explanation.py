@@ -46,6 +46,9 @@ class Explanation:
         image_inputs: the explained inputs as given (before ``preprocess``) for 2-D image inputs,
             None for other inputs; :attr:`images` converts them for display on first use.
         value_range: display range of float ``image_inputs`` (None: 0-255 for uint8, 0-1 for float).
+        signal_inputs: the explained inputs as given for sequence inputs (one spatial axis and a
+            channel axis, e.g. ``(N, L, C)`` for Conv1D), None for other inputs; :meth:`plot`
+            draws them over their heatmap.
         class_names: optional names for class indices.
     """
 
@@ -64,6 +67,7 @@ class Explanation:
     layer_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
     fused: tuple[bool, ...] = ()
+    signal_inputs: tuple[np.ndarray | None, ...] = ()
 
     # ------------------------------------------------------------------------------ arrays
     def __len__(self) -> int:
@@ -161,6 +165,8 @@ class Explanation:
         """A matplotlib Figure of sample ``index`` (image | heatmap | overlay); never calls show().
 
         With ``ax`` given, draws only the overlay (or, for 1-D inputs, the heatmap) into it.
+        Sequence inputs ``(N, L, C)`` are drawn as their signal (one line per channel) over the
+        heatmap's colours; other non-image inputs as the heatmap alone.
         """
         from . import viz
 
@@ -170,12 +176,20 @@ class Explanation:
         title = f"{self.method}: {self.label(index)}"
         heat = self._heatmaps[input_index][index]
         if self.images[input_index] is None:
-            return viz.plot_map(heat, title=title, ax=ax, colormap=colormap)
+            return viz.plot_map(heat, title=title, ax=ax, colormap=colormap, signal=self._signal(index, input_index))
         over = self.overlay(alpha, colormap, input_index=input_index)[index]
         image = self.images[input_index][index]
         if heat.shape != image.shape[:2]:
             heat = postprocess.resize(heat[None], image.shape[:2])[0]
         return viz.plot_explanation(image, heat, over, title=title, ax=ax, colormap=colormap)
+
+    def _signal(self, index: int, input_index: int) -> np.ndarray | None:
+        """Sample ``index`` of a sequence input as ``(L, C)`` (channels last), or None."""
+        signals = self.signal_inputs[input_index] if input_index < len(self.signal_inputs) else None
+        axis = self.inputs_info[input_index].channel_axis
+        if signals is None or axis is None:
+            return None
+        return np.moveaxis(np.asarray(signals[index]), axis - 1, -1)
 
     # ------------------------------------------------------------------------------ slicing
     def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Explanation:
@@ -201,6 +215,7 @@ class Explanation:
             logits=take(self.logits),
             probabilities=take(self.probabilities),
             image_inputs=tuple(take(i) for i in self.image_inputs),
+            signal_inputs=tuple(take(i) for i in self.signal_inputs),
         )
 
     # ------------------------------------------------------------------------------ export

@@ -666,19 +666,48 @@ def plot_explanation(
     return fig
 
 
+def _signal_values(signal: ArrayLike, maps: np.ndarray) -> np.ndarray:
+    """``signal`` as float ``(L, C)`` matching the 1-D map ``maps``, or a clear error."""
+    values = np.asarray(signal)
+    if maps.ndim != 1:
+        raise bad_value(
+            "signal",
+            "None for a map that is not 1-D",
+            signal,
+            "A signal can only be drawn over a 1-D map (L,); leave signal=None for pictures and "
+            "volumes.",
+        )
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != maps.size or values.shape[1] == 0:
+        raise bad_value(
+            "signal",
+            f"an array of shape ({maps.size},) or ({maps.size}, C), the map's length {maps.size}",
+            signal,
+            "Pass the sample's own sequence, channels last (e.g. x[i] for inputs (N, L, C)).",
+        )
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        raise bad_type("signal", "a numeric array", signal, "Convert it with np.asarray(x, float).")
+    values = values.astype(np.float64)
+    _check_finite(values, "signal", signal, "; replace them before plotting.")
+    return values
+
+
 def plot_map(
     heatmap: ArrayLike,
     *,
     title: str | None = None,
     ax: Axes | None = None,
     colormap: str = "jet",
+    signal: ArrayLike | None = None,
 ) -> Figure:
     """Plot one heatmap on its own, for inputs that are not images (sequences, volumes, ...).
 
     A 1-D map ``(L,)`` is drawn as a colour strip along the x axis (position), a 2-D map
     ``(H, W)`` as a picture; for higher ranks ``(..., H, W)`` the maximum over the leading axes is
     drawn (a maximum-intensity projection, said in the title). Colours are those of
-    :func:`colorize`.
+    :func:`colorize`. With ``signal`` (1-D maps only) the strip fills the plot behind the signal,
+    drawn as one line per channel, so the colours show where along the signal the evidence is.
 
     Args:
         heatmap: Float array in ``[0, 1]`` of rank 1 or more, e.g. ``Explanation.heatmap[i]``.
@@ -686,12 +715,15 @@ def plot_map(
         ax: A matplotlib Axes to draw into (no colour bar is added there); when None a new figure
             with a colour bar is built.
         colormap: A name from :data:`COLORMAPS`.
+        signal: Optional values of the explained sequence, ``(L,)`` or ``(L, C)`` (channels last),
+            for a 1-D map of length ``L``.
 
     Returns:
         The :class:`matplotlib.figure.Figure` drawn into.
 
     Raises:
-        XaiValueError: A 0-d or empty map, NaN/Inf values, or a bad colour map name.
+        XaiValueError: A 0-d or empty map, NaN/Inf values, a bad colour map name, or a signal
+            whose length differs from the map's (or given with a map that is not 1-D).
         XaiTypeError: ``ax`` is not a matplotlib Axes, or a non-float heatmap.
     """
     name = _colormap_name(colormap)
@@ -712,6 +744,7 @@ def plot_map(
         note = f"max over axes {leading}" if len(leading) > 1 else "max over axis 0"
         label = f"{title} ({note})" if title else note
     one_d = maps.ndim == 1
+    values = None if signal is None else _signal_values(signal, maps)
     colours = _colorize_checked(maps[None, :] if one_d else maps, name)
 
     if ax is None:
@@ -720,7 +753,25 @@ def plot_map(
     else:
         fig = _root_figure(ax)
         target = ax
-    if one_d:
+    if one_d and values is not None:
+        lo, hi = float(values.min()), float(values.max())
+        pad = 0.05 * (hi - lo) if hi > lo else 0.5
+        target.imshow(
+            colours,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(-0.5, maps.size - 0.5, lo - pad, hi + pad),
+            origin="upper",
+        )
+        for c in range(values.shape[1]):
+            target.plot(np.arange(maps.size), values[:, c], color="black", linewidth=1.2,
+                        label=f"channel {c}" if values.shape[1] > 1 else None)  # fmt: skip
+        if values.shape[1] > 1:
+            target.legend(loc="upper right", fontsize="small")
+        target.set_xlim(-0.5, maps.size - 0.5)
+        target.set_ylim(lo - pad, hi + pad)
+        target.set_xlabel("position")
+    elif one_d:
         target.imshow(
             colours, aspect="auto", interpolation="nearest", extent=(-0.5, maps.size - 0.5, 1, 0)
         )
