@@ -183,7 +183,7 @@ register(
         compute=integrated_gradients_compute,
         space="input",
         stochastic=True,
-        defaults={"num_steps": 64, "baseline": "zeros", "blur_sigma": 4.0, "chunk_size": 64},
+        defaults={"num_steps": 64, "baseline": "zeros", "blur_sigma": 4.0, "chunk_size": 32},
         display=PRODUCT_DISPLAY,
         reference="Sundararajan, Taly, Yan, Axiomatic Attribution for Deep Networks, ICML 2017",
         summary="(x - baseline) x path-averaged gradient (midpoint rule; seed used by the "
