@@ -748,7 +748,8 @@ def plot_map(
     colours = _colorize_checked(maps[None, :] if one_d else maps, name)
 
     if ax is None:
-        fig = Figure(figsize=(8.0, 1.8) if one_d else (5.0, 4.0), layout="constrained")
+        size = (8.0, 1.8 if values is None else 2.8) if one_d else (5.0, 4.0)
+        fig = Figure(figsize=size, layout="constrained")
         target = fig.subplots()
     else:
         fig = _root_figure(ax)
