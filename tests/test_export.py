@@ -26,7 +26,7 @@ import pytest
 import xai
 from xai import cli, io, postprocess, testing
 from xai.errors import XaiValueError
-from xai.export import FORMATS, ExportSummary, output_stem
+from xai.export import CONFIG_NAME, FORMATS, ExportSummary, output_stem
 from xai.preprocessing import PRESETS, get_preprocess
 
 MODEL_SHAPE = (32, 32, 3)
@@ -366,6 +366,7 @@ def test_help_shows_an_example(capsys):
         (["--image-size", "abc"], "'HxW'"),
         (["--batch-size", "0"], "`batch_size` must be a positive int"),
         (["--colormap", "jett"], "Did you mean 'jet'"),
+        (["--png-compression", "12"], "`png_compression` must be None"),
     ],
 )
 def test_usage_errors_exit_2_before_loading_the_model(tmp_path, small_folder, extra, message):
@@ -670,6 +671,41 @@ def test_each_parameter_changes_the_overlays(tmp_path, model_path, explainer, sm
     a, b = output_files(base), output_files(other)
     pngs = [k for k in a if k.endswith(".png")]
     assert pngs and any(a[k] != b[k] for k in pngs)
+
+
+def test_png_compression_changes_the_file_sizes_not_the_pixels(tmp_path, model_path, small_folder):
+    default, stored = tmp_path / "default", tmp_path / "stored"
+    xai.export(model_path, small_folder, default, formats="overlay,heatmap", progress=False)
+    code, _, err = run_cli(
+        "export", model_path, small_folder, stored, "-q", "--formats", "overlay,heatmap",
+        "--png-compression", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    a, b = output_files(default), output_files(stored)
+    pngs = sorted(k for k in a if k.endswith(".png"))
+    assert len(pngs) == 12 and sorted(k for k in b if k.endswith(".png")) == pngs
+    for k in pngs:
+        pixels = [cv2.imdecode(np.frombuffer(f[k], np.uint8), cv2.IMREAD_UNCHANGED) for f in (a, b)]
+        np.testing.assert_array_equal(*pixels)
+        # Level 0 stores every pixel byte (RGB overlays, 16-bit grey heatmaps).
+        assert len(b[k]) >= pixels[0].nbytes, (k, len(b[k]), pixels[0].shape)
+    assert sum(map(len, b.values())) > sum(map(len, a.values()))
+    config = json.loads((stored / CONFIG_NAME).read_text())
+    assert config["settings"]["png_compression"] == 0
+    with pytest.raises(XaiValueError, match="png_compression: 0 there, null now"):
+        xai.export(model_path, small_folder, stored, formats="overlay,heatmap", progress=False)
+
+
+def test_export_from_before_a_new_setting_still_resumes(tmp_path, explainer, small_folder):
+    """A folder whose config lacks a setting added later (default None) resumes, not refuses."""
+    out = tmp_path / "out"
+    xai.export(explainer, small_folder, out, formats="raw", progress=False)
+    config_path = out / CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    del config["settings"]["png_compression"]
+    config_path.write_text(json.dumps(config))
+    again = xai.export(explainer, small_folder, out, formats="raw", progress=False)
+    assert (again.already_done, again.processed) == (6, 0)
 
 
 def test_formats_choose_the_outputs(tmp_path, explainer, small_folder):

@@ -74,6 +74,36 @@ def test_encode_png_bytes_are_a_standard_png():
     np.testing.assert_array_equal(raw[..., ::-1], image)  # BGR on OpenCV's side
 
 
+@pytest.mark.parametrize("compression", [None, 0, 1, 9])
+def test_png_compression_levels_keep_the_pixels(tmp_path, compression):
+    rng = np.random.default_rng(3)
+    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 48, axis=0)
+    image = np.concatenate([smooth, smooth[:, ::-1], smooth // 2], axis=2)
+    image[::7, ::5] = rng.integers(0, 256, image[::7, ::5].shape, dtype=np.uint8)
+    grey16 = (np.linspace(0, 65535, 48 * 64).reshape(48, 64)).astype(np.uint16)
+    for array in (image, grey16):
+        data = encode_png(array, compression)
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(raw[..., ::-1] if array.ndim == 3 else raw, array)
+    path = write_png(tmp_path / "c.png", image, compression)
+    np.testing.assert_array_equal(read_image(path), image)
+
+
+def test_png_compression_zero_stores_and_nine_is_smallest():
+    image = np.repeat(np.linspace(0, 255, 256, dtype=np.uint8)[None, :, None], 128, axis=0)
+    image = np.repeat(image, 3, axis=2)
+    sizes = {c: len(encode_png(image, c)) for c in (0, None, 9)}
+    # Level 0 stores every byte (3 x 128 x 256 pixels, plus filter bytes and headers).
+    assert sizes[0] >= image.size
+    assert sizes[9] <= sizes[None] < sizes[0] / 4
+
+
+@pytest.mark.parametrize("bad", [-1, 10, 1.5, "fast", True])
+def test_png_compression_out_of_range_is_refused(bad):
+    with pytest.raises((XaiValueError, XaiTypeError), match="png_compression.*0 .*9"):
+        encode_png(red_marked_image(), bad)
+
+
 def test_png_written_is_rgb_for_pillow(tmp_path):
     pil_image = pytest.importorskip("PIL.Image")
     image = red_marked_image()

@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "encode_png",
+    "png_params",
     "read_image",
     "resize_image",
     "write_json",
@@ -337,11 +338,43 @@ def write_json(path: PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
-def encode_png(image: ArrayLike) -> bytes:
+_PNG_LEVELS = range(10)
+
+
+def png_params(compression: int | None) -> list[int]:
+    """OpenCV ``imencode`` parameters for a PNG compression level (validated).
+
+    ``None`` keeps OpenCV's default (zlib level 1 with row filters: compact, about 1.5-2 ms for
+    a 256x256 RGB image on one core). ``0`` stores the pixels without compression or row filters:
+    about 10x faster to encode, files about 1.5-2x larger. ``1``-``9`` are zlib levels (9: smallest
+    and slowest). Every level decodes to the same pixels.
+    """
+    if compression is None:
+        return []
+    if (
+        isinstance(compression, bool)
+        or not isinstance(compression, (int, np.integer))
+        or int(compression) not in _PNG_LEVELS
+    ):
+        raise bad_value(
+            "png_compression",
+            "None (OpenCV's default) or an int from 0 (fastest, largest files) to 9 (smallest)",
+            compression,
+        )
+    level = int(compression)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+    if level == 0:  # filters only help the compressor; without one they are wasted time
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    return params
+
+
+def encode_png(image: ArrayLike, compression: int | None = None) -> bytes:
     """Encode an RGB or grey image as PNG bytes (e.g. for HTML data URIs).
 
     Args:
         image: uint8 RGB ``(H, W, 3)``, uint8 grey ``(H, W)`` or uint16 grey ``(H, W)``.
+        compression: ``None`` (OpenCV's default), or 0 (fastest, no compression) to 9 (smallest);
+            see :func:`png_params`. The pixels are the same at every level.
 
     Returns:
         The PNG file's bytes (RGB in the file, as every PNG reader expects).
@@ -363,19 +396,21 @@ def encode_png(image: ArrayLike) -> bytes:
             "Convert float or other images with xai.viz.to_display(image, value_range=...); "
             "squeeze a single channel with image[..., 0].",
         )
+    params = png_params(compression)
     encodable = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-    ok, buffer = cv2.imencode(".png", encodable)
+    ok, buffer = cv2.imencode(".png", encodable, params)
     if not ok:
         raise XaiError(f"OpenCV could not encode an image of shape {array.shape} as PNG.")
     return buffer.tobytes()
 
 
-def write_png(path: PathLike, image: ArrayLike) -> Path:
+def write_png(path: PathLike, image: ArrayLike, compression: int | None = None) -> Path:
     """Encode ``image`` as PNG (see :func:`encode_png`) and write it atomically.
 
     Args:
         path: Target file; parent directories are created.
         image: uint8 RGB ``(H, W, 3)``, uint8 grey ``(H, W)`` or uint16 grey ``(H, W)``.
+        compression: ``None`` (OpenCV's default) or 0-9; see :func:`png_params`.
 
     Returns:
         The target path.
@@ -384,7 +419,7 @@ def write_png(path: PathLike, image: ArrayLike) -> Path:
         XaiValueError: Any other dtype/shape (the message says how to convert).
     """
     target = _as_path(path)
-    return atomic_write_bytes(target, encode_png(image))
+    return atomic_write_bytes(target, encode_png(image, compression))
 
 
 def write_npy(path: PathLike, array: ArrayLike) -> Path:
@@ -428,5 +463,7 @@ def resize_image(image: ArrayLike, size: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == (height, width):
         return arr
     shrinking = height * width < arr.shape[0] * arr.shape[1]
-    out = cv2.resize(arr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    out = cv2.resize(
+        arr, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )
     return out.reshape(height, width, *arr.shape[2:])
