@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -953,3 +954,56 @@ def test_committer_bounds_batches_being_written(tmp_path, monkeypatch):
     manifest.close()
     lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(x)["path"] for x in lines] == [r["path"] for i in range(3) for r in _rows(i)]
+
+
+# ------------------------------------------------------------- GIL switch interval while running
+
+
+def test_switch_interval_is_short_while_exporting_and_restored_after(tmp_path, explainer):
+    """The loader threads run with a 1 ms switch interval; the caller's value comes back."""
+    export_mod = importlib.import_module("xai.export")
+    folder = make_folder(tmp_path / "in", 5, nested=False)
+    seen: list[tuple[bool, float]] = []
+
+    def recording(x):
+        seen.append(
+            (threading.current_thread() is threading.main_thread(), sys.getswitchinterval())
+        )
+        return x / 255.0
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.004)
+        xai.export(explainer, folder, tmp_path / "out", preprocess=recording, progress=False)
+        assert sys.getswitchinterval() == pytest.approx(0.004)
+        loader_values = [v for main, v in seen if not main]
+        assert loader_values == pytest.approx([export_mod.GIL_SWITCH_INTERVAL_S] * 5)
+        # A caller who already runs with a shorter interval keeps it.
+        sys.setswitchinterval(0.0002)
+        seen.clear()
+        xai.export(explainer, folder, tmp_path / "out2", preprocess=recording, progress=False)
+        assert [v for main, v in seen if not main] == pytest.approx([0.0002] * 5, rel=0.01)
+        assert sys.getswitchinterval() == pytest.approx(0.0002, rel=0.01)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_overlapping_exports_restore_the_switch_interval_once_both_end():
+    export_mod = importlib.import_module("xai.export")
+    counted = export_mod._SwitchInterval()
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        first, second = counted(0.001), counted(0.001)
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first export ends while the second still runs
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        with pytest.raises(RuntimeError):
+            with counted(0.001):
+                raise RuntimeError("a failing third export")
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        second.__exit__(None, None, None)
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)
