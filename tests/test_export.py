@@ -14,7 +14,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -956,54 +955,14 @@ def test_committer_bounds_batches_being_written(tmp_path, monkeypatch):
     assert [json.loads(x)["path"] for x in lines] == [r["path"] for i in range(3) for r in _rows(i)]
 
 
-# ------------------------------------------------------------- GIL switch interval while running
-
-
-def test_switch_interval_is_short_while_exporting_and_restored_after(tmp_path, explainer):
-    """The loader threads run with a 1 ms switch interval; the caller's value comes back."""
+def test_pipeline_does_not_autotune(tmp_path):
+    """Destroying an autotuned iterator waits for the autotuner's next wake-up (seconds)."""
     export_mod = importlib.import_module("xai.export")
-    folder = make_folder(tmp_path / "in", 5, nested=False)
-    seen: list[tuple[bool, float]] = []
-
-    def recording(x):
-        seen.append(
-            (threading.current_thread() is threading.main_thread(), sys.getswitchinterval())
-        )
-        return x / 255.0
-
-    before = sys.getswitchinterval()
-    try:
-        sys.setswitchinterval(0.004)
-        xai.export(explainer, folder, tmp_path / "out", preprocess=recording, progress=False)
-        assert sys.getswitchinterval() == pytest.approx(0.004)
-        loader_values = [v for main, v in seen if not main]
-        assert loader_values == pytest.approx([export_mod.GIL_SWITCH_INTERVAL_S] * 5)
-        # A caller who already runs with a shorter interval keeps it.
-        sys.setswitchinterval(0.0002)
-        seen.clear()
-        xai.export(explainer, folder, tmp_path / "out2", preprocess=recording, progress=False)
-        assert [v for main, v in seen if not main] == pytest.approx([0.0002] * 5, rel=0.01)
-        assert sys.getswitchinterval() == pytest.approx(0.0002, rel=0.01)
-    finally:
-        sys.setswitchinterval(before)
-
-
-def test_overlapping_exports_restore_the_switch_interval_once_both_end():
-    export_mod = importlib.import_module("xai.export")
-    counted = export_mod._SwitchInterval()
-    before = sys.getswitchinterval()
-    try:
-        sys.setswitchinterval(0.005)
-        first, second = counted(0.001), counted(0.001)
-        first.__enter__()
-        second.__enter__()
-        first.__exit__(None, None, None)  # the first export ends while the second still runs
-        assert sys.getswitchinterval() == pytest.approx(0.001)
-        with pytest.raises(RuntimeError):
-            with counted(0.001):
-                raise RuntimeError("a failing third export")
-        assert sys.getswitchinterval() == pytest.approx(0.001)
-        second.__exit__(None, None, None)
-        assert sys.getswitchinterval() == pytest.approx(0.005)
-    finally:
-        sys.setswitchinterval(before)
+    make_folder(tmp_path / "in", 3, nested=False)
+    paths = sorted(str(p) for p in (tmp_path / "in").rglob("*.png"))
+    loader = export_mod._Loader((16, 16), 3, False, get_preprocess("unit"), True, None)
+    ds = loader.dataset(paths, [0, 1, 2], batch_size=2, prefetch=2)
+    assert ds.options().autotune.enabled is False
+    batches = [[t.numpy() for t in b] for b in ds]
+    assert [len(b[0]) for b in batches] == [2, 1] and all(b[4].all() for b in batches)
+    assert batches[0][1].shape == (2, 16, 16, 3) and sorted(loader.originals) == [0, 1, 2]
