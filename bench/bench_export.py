@@ -191,7 +191,8 @@ def main() -> None:
         "--format-sets",
         default="overlay,heatmap,raw",
         help="';'-separated output format sets, each exported in every repeat (the first is the "
-        "headline), e.g. 'overlay,heatmap,raw;overlay;raw'",
+        "headline), e.g. 'overlay,heatmap,raw;overlay;raw'; a set ending in @N writes its PNGs "
+        "with png_compression=N, e.g. 'overlay,heatmap,raw@0'",
     )
     ap.add_argument("--out", default=None, help="results name (bench/results/<out>.md/.json)")
     ap.add_argument(
@@ -235,6 +236,7 @@ def main() -> None:
         compute_s, compute_cpu = [], []
         export_s = {f: [] for f in format_sets}
         export_cpu = {f: [] for f in format_sets}
+        export_kib = {f: [] for f in format_sets}
         for r in range(args.repeats):
             wall, cpu = timed(lambda: compute_only(explainer, batches, n_images, bs))
             compute_s.append(wall)
@@ -242,22 +244,30 @@ def main() -> None:
             for formats in format_sets:
                 out = work / f"out{r}"
                 summary = []
+                names, _, level = formats.partition("@")
                 wall, cpu = timed(
-                    lambda out=out, summary=summary, formats=formats: summary.append(
+                    lambda out=out, summary=summary, names=names, level=level: summary.append(
                         xai.export(
                             explainer,
                             folder,
                             out,
                             batch_size=bs,
                             preprocess="symmetric",
-                            formats=formats,
+                            formats=names,
+                            png_compression=int(level) if level else None,
                             progress=False,
                         )
                     )
                 )
                 export_s[formats].append(wall)
+                print(f"repeat {r}: {formats}: {n_images / wall:.1f} images/s, {cpu / wall:.2f} cores "
+                      f"(compute only: {n_images / compute_s[-1]:.1f})", file=sys.stderr, flush=True)  # fmt: skip
                 export_cpu[formats].append(cpu)
                 assert summary[0].ok == n_images and summary[0].failed == 0, summary
+                written = sum(
+                    f.stat().st_size for d in names.split(",") for f in (out / d).rglob("*")
+                )
+                export_kib[formats].append(written / 1024 / n_images)
                 shutil.rmtree(out)
                 os.sync()  # untimed: the next run must not pay for flushing this one's deletion
         load_after = os.getloadavg()
@@ -289,6 +299,8 @@ def main() -> None:
                     "images_per_s": n_images / med(export_s[f]),
                     "export_over_compute": med([c / e for c, e in zip(compute_s, export_s[f])]),
                     "cpu_ms_per_image": 1000 * med(export_cpu[f]) / n_images,
+                    "kib_per_image": med(export_kib[f]),
+                    "runs_images_per_s": [n_images / t for t in export_s[f]],
                 }
                 for f in format_sets
             },
@@ -357,13 +369,16 @@ def render(res: dict) -> str:
     if len(res.get("by_formats", {})) > 1:
         md += [
             "",
-            "Same runs, other output formats (each exported in every repeat, interleaved):",
+            "Same runs, other output formats (each exported in every repeat, interleaved; `@0`: "
+            "PNGs written with `png_compression=0`, i.e. stored without compression):",
             "",
-            "| formats | images/s | export / compute | CPU ms / image | I/O CPU ms / image |",
-            "|---|---|---|---|---|",
+            "| formats | images/s | export / compute | CPU ms / image | I/O CPU ms / image "
+            "| KiB written / image |",
+            "|---|---|---|---|---|---|",
             *(
                 f"| `{f}` | {v['images_per_s']:.1f} | {v['export_over_compute']:.1%} | "
-                f"{v['cpu_ms_per_image']:.2f} | {v['cpu_ms_per_image'] - compute_cpu:.2f} |"
+                f"{v['cpu_ms_per_image']:.2f} | {v['cpu_ms_per_image'] - compute_cpu:.2f} | "
+                + (f"{v['kib_per_image']:.1f} |" if "kib_per_image" in v else "|")
                 for f, v in res["by_formats"].items()
             ),
         ]
