@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from xai.errors import bad_type, bad_value, did_you_mean
+from xai.io import png_params
 
 __all__ = [
     "CLASS_NAMES",
@@ -497,6 +498,6 @@ def save_image_folder(data: ShapesData, directory: str | Path, *, fmt: str = "pn
 
 
 def _imwrite(path: Path, array: np.ndarray) -> None:
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if path.suffix == ".png" else []
+    params = png_params(9) if path.suffix == ".png" else []
     if not cv2.imwrite(str(path), array, params):
         raise OSError(f"OpenCV could not write {path}.")

@@ -1002,8 +1002,8 @@ def _check_output_dir(
             previous = json.loads(config_path.read_text(encoding="utf-8")).get("settings")
     # A setting that an older version did not record compares as None, the default of every
     # setting added since, so folders exported before it existed still resume.
-    changed = sorted(k for k in set(previous or {}) | set(settings)
-                     if (previous or {}).get(k) != settings.get(k))  # fmt: skip
+    old = previous or {}
+    changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     if previous is not None and not changed and not overwrite:
         return True
     if overwrite:
@@ -1029,7 +1029,7 @@ def _check_output_dir(
             "are replaced, others are left alone."
         )
     details = "; ".join(
-        f"{k}: {_short(previous.get(k))} there, {_short(settings.get(k))} now" for k in changed[:4]
+        f"{k}: {_short(old.get(k))} there, {_short(settings.get(k))} now" for k in changed[:4]
     )
     raise XaiValueError(
         f"OUTPUT_DIR {str(out)!r} holds an export made with other settings ({details}). Resuming "
