@@ -8,7 +8,7 @@ from . import audit, methods  # audit: a callable package, xai.audit(model, imag
 from ._version import __version__
 from .engine import Engine
 from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
-from .explain import Explainer, explain
+from .explain import Explainer, clear_cache, explain
 from .explanation import Explanation
 from .export import export
 from .methods import smooth
@@ -28,6 +28,7 @@ __all__ = [
     "__version__",
     "audit",
     "auto_layer",
+    "clear_cache",
     "explain",
     "export",
     "layer_paths",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,25 +14,15 @@ from tqdm.auto import tqdm
 from . import methods as methods_mod
 from . import postprocess
 from . import targets as targets_mod
-from .engine import Engine, JitMode
+from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
 from .explanation import Explanation, InputInfo
 from .methods.registry import Method, MethodResult
-from .taps import Tap, check_graph_model, layer_paths, resolve_layers, resolve_output
+from .taps import Tap, check_graph_model, model_data_format, resolve_layers, resolve_output
 
 log = logging.getLogger(__name__)
 
 ImagesLike = Any  # np.ndarray | tf.Tensor | list of those (one per model input)
-
-
-def _data_format(model: keras.Model) -> str:
-    """``channels_first`` if any layer of the model says so, else ``channels_last``."""
-    from .taps import get_layer
-
-    for p in layer_paths(model, leaves_only=True):
-        if getattr(get_layer(model, p), "data_format", None) == "channels_first":
-            return "channels_first"
-    return "channels_last"
 
 
 class Explainer:
@@ -54,17 +45,18 @@ class Explainer:
         output: int | str | None = None,
         jit_compile: JitMode = "auto",
         class_names: Sequence[str] | None = None,
+        _engines: dict[bool, Engine] | None = None,
     ) -> None:
         self.model = check_graph_model(model)
         self.layer = layer
         self.output = output
         self.jit_compile = jit_compile
         self.class_names = tuple(str(c) for c in class_names) if class_names is not None else None
-        self._engines: dict[bool, Engine] = {}
+        self._engines: dict[bool, Engine] = {} if _engines is None else _engines
         resolve_output(self.model, output)  # validate now; taps are built lazily, once
         if layer is not None:  # validate early, with did-you-mean
             resolve_layers(self.model, layer)
-        self.data_format = _data_format(self.model)
+        self.data_format = model_data_format(self.model)
 
     # --------------------------------------------------------------------------------- engines
     def engine(self, with_layers: bool) -> Engine:
@@ -340,12 +332,22 @@ def explain(
     Returns:
         An :class:`~xai.explanation.Explanation`.
 
-    For repeated calls on the same model, build an :class:`Explainer` once and call its
-    ``explain`` method: its compiled steps are reused.
+    Repeated calls on the same model object are as fast as an :class:`Explainer`: the taps and
+    compiled steps of earlier calls with the same ``layer``, ``output`` and ``jit_compile`` are
+    reused (held in a cache keyed weakly by the model, so deleting the model frees them; they share
+    the model's variables, so training between calls is seen). :func:`clear_cache` drops them.
     """
     if isinstance(method, str) and method not in methods_mod.available():
         methods_mod.get(method)  # fail fast with did-you-mean, before building anything
-    explainer = Explainer(model, layer=layer, output=output, jit_compile=jit_compile, class_names=class_names)
+    model = check_graph_model(model)
+    explainer = Explainer(
+        model,
+        layer=layer,
+        output=output,
+        jit_compile=jit_compile,
+        class_names=class_names,
+        _engines=_cached_engines(model, layer, output, jit_compile),
+    )
     return explainer.explain(
         images,
         method,
@@ -359,4 +361,31 @@ def explain(
     )
 
 
-__all__ = ["Explainer", "explain"]
+# model -> {(layer, output, jit): engines of an Explainer}. Weak keys: a deleted model is freed
+# (taps hold their source model weakly, so the values do not keep the key alive).
+_ENGINES: weakref.WeakKeyDictionary[keras.Model, dict[tuple[Any, ...], dict[bool, Engine]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cached_engines(
+    model: keras.Model, layer: Any, output: Any, jit_compile: JitMode
+) -> dict[bool, Engine]:
+    """The engines shared by every one-shot ``explain`` call with these settings."""
+    key_layer = tuple(layer) if isinstance(layer, (list, tuple)) else layer
+    key = (key_layer, output, resolve_jit(jit_compile))
+    return _ENGINES.setdefault(model, {}).setdefault(key, {})
+
+
+def clear_cache(model: keras.Model | None = None) -> None:
+    """Drop the taps and compiled steps that :func:`explain` keeps for ``model`` (None: all).
+
+    Only memory is freed: the next call rebuilds them (one trace). Explainers are not affected.
+    """
+    if model is None:
+        _ENGINES.clear()
+    else:
+        _ENGINES.pop(model, None)
+
+
+__all__ = ["Explainer", "clear_cache", "explain"]

@@ -19,6 +19,7 @@ How it works (see ``notes/keras3-facts.md`` §1-§2):
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,17 @@ import keras
 from keras import ops
 
 from .errors import ModelStructureError, bad_type, bad_value, did_you_mean
+from .graph import (
+    ModelGraph,
+    TensorNode,
+    get_node,
+    graph_operations,
+    graph_prefix,
+    is_functional,
+    is_nested_model,
+    node_paths,
+    trace_call,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,72 +84,51 @@ def check_graph_model(model: Any) -> keras.Model:
     return model
 
 
-def _is_functional(model: keras.Model) -> bool:
-    # Functional (and keras.applications) models expose their graph through `_nodes_by_depth`;
-    # a subclassed model called on a KerasTensor gets `inputs` too but no inner graph.
-    from keras.src.models.functional import Functional  # Keras has no public alias for this class
-
-    return isinstance(model, Functional)
+_is_functional = is_functional
+_is_nested_model = is_nested_model
 
 
-def _is_nested_model(layer: Any) -> bool:
-    return isinstance(layer, keras.Model) and (
-        isinstance(layer, keras.Sequential) or _is_functional(layer)
-    )
-
-
-def layer_paths(model: keras.Model, *, leaves_only: bool = False) -> list[str]:
-    """All layer paths of ``model`` in graph order, descending into nested models.
+def layer_paths(
+    model: keras.Model, *, leaves_only: bool = False, include_sublayers: bool = True
+) -> list[str]:
+    """Every addressable path of ``model`` in graph order: layers, Keras operations, nested models.
 
     Args:
         model: a Functional or built Sequential model.
         leaves_only: skip the entries that are themselves nested models.
+        include_sublayers: also list sub-layers called inside a layer's ``call()``
+            (``"block/conv"``); they are reached by tracing that ``call()`` (see :mod:`xai.graph`).
 
     Returns:
-        Paths such as ``["rescaling", "mobilenetv2_1.00_96", "mobilenetv2_1.00_96/Conv1", ...]``.
+        Paths such as ``["rescaling", "mobilenetv2_1.00_96", "mobilenetv2_1.00_96/Conv1", ...,
+        "add_17", "block/conv"]``, the names :func:`tap` and every ``layer=`` accept.
     """
-    paths: list[str] = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if _is_nested_model(layer):
-            if not leaves_only:
-                paths.append(layer.name)
-            paths.extend(layer.name + SEP + p for p in layer_paths(layer, leaves_only=leaves_only))
-        else:
-            paths.append(layer.name)
-    return paths
+    return node_paths(check_graph_model(model), leaves_only=leaves_only, include_sublayers=include_sublayers)
 
 
-def get_layer(model: keras.Model, path: str) -> keras.layers.Layer:
-    """The layer object at ``path`` (``"outer/inner"`` for nested models), with did-you-mean errors."""
-    if not isinstance(path, str) or not path:
-        raise bad_type("layer", "a layer name or 'outer/inner' path (str)", path)
-    current: keras.layers.Layer = model
-    for part in path.split(SEP):
-        found = None
-        if isinstance(current, keras.Model):
-            found = next((la for la in current.layers if la.name == part), None)
-        if found is None:
-            raise ModelStructureError(
-                f"`layer` must name a layer of model {model.name!r}. Received: layer={path!r}. "
-                + did_you_mean(path, layer_paths(model))
-                + " Layers inside a nested model are written 'outer_name/inner_name'."
-            )
-        current = found
-    return current
+def get_layer(model: keras.Model, path: str) -> Any:
+    """The layer or operation at ``path`` (``"outer/inner"``), with did-you-mean errors."""
+    return get_node(model, path)
 
 
-def _single_output(layer: keras.layers.Layer) -> Any:
-    out = layer.output
-    if isinstance(out, (list, tuple)):
-        return out[0] if len(out) == 1 else None
-    return out
+def channel_axis(layer: Any, rank: int, default: str = "channels_last") -> int:
+    """Channel axis (positive) of ``layer``'s output of rank ``rank``, from its ``data_format``.
+
+    Operations (``x + y``) have no ``data_format``: they take ``default``, the model's.
+    """
+    fmt = getattr(layer, "data_format", None) or default
+    return 1 if fmt == "channels_first" else rank - 1
 
 
-def channel_axis(layer: keras.layers.Layer, rank: int) -> int:
-    """Channel axis (positive) of ``layer``'s output of rank ``rank``, from its ``data_format``."""
-    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else rank - 1
+def model_data_format(model: keras.Model) -> str:
+    """``channels_first`` if any layer of the model says so, else ``channels_last``."""
+    def walk(container: keras.Model) -> bool:
+        return any(
+            walk(op) if is_nested_model(op) else getattr(op, "data_format", None) == "channels_first"
+            for op in graph_operations(container)
+        )
+
+    return "channels_first" if walk(model) else "channels_last"
 
 
 def _input_dependencies(tensor: Any, memo: dict[int, frozenset[int]], input_ids: dict[int, int]) -> frozenset[int]:
@@ -160,61 +151,49 @@ def _input_dependencies(tensor: Any, memo: dict[int, frozenset[int]], input_ids:
     return deps
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    """A candidate layer: its path, output shape, and which model input it depends on."""
-
-    path: str
-    shape: tuple[Any, ...]
-    inputs: frozenset[int]
+def _spatial_sizes(node: TensorNode, fmt: str) -> list[Any]:
+    rank = len(node.shape)
+    axis = channel_axis(node.operation, rank, fmt)
+    return [d for i, d in enumerate(node.shape) if i not in (0, axis)]
 
 
-def _candidates(model: keras.Model) -> list[LayerInfo]:
-    """Every single-output layer (nested included) with its output shape and input dependencies."""
-    input_ids = {id(t): i for i, t in enumerate(model.inputs)}
-    memo: dict[int, frozenset[int]] = {}
-    infos: list[LayerInfo] = []
-
-    def walk(container: keras.Model, prefix: str, outer_deps: frozenset[int] | None) -> None:
-        for layer in container.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            out = _single_output(layer)
-            if out is None:
-                continue
-            if outer_deps is None:  # top level: dependencies from the user's graph
-                deps = _input_dependencies(out, memo, input_ids)
-            else:  # inside a nested model: it depends on what the nested model depends on
-                deps = outer_deps
-            path = prefix + layer.name
-            if not isinstance(layer, _SKIPPED_FOR_AUTO):
-                infos.append(LayerInfo(path, tuple(out.shape), deps))
-            if _is_nested_model(layer):  # after the nested model itself, so its leaves win
-                walk(layer, path + SEP, deps)
-
-    walk(model, "", None)
-    return infos
+def _is_map(node: TensorNode, fmt: str) -> bool:
+    return any(d is None or d > 1 for d in _spatial_sizes(node, fmt))
 
 
-def auto_layer(model: keras.Model, input_index: int = 0) -> str:
-    """Choose the CAM layer for model input ``input_index`` (Rule A of keras3-facts §3).
+def auto_layer(
+    model: keras.Model, input_index: int = 0, *, output: int | str | None = None,
+    graph: ModelGraph | None = None,
+) -> str:
+    """Choose the CAM layer for model input ``input_index``: the map the head really sees.
 
-    The last layer, searching nested models, whose output has the input's rank and whose spatial
-    size is not all 1, among the layers that depend on that input. Falls back (with a warning) to
-    the last layer of that rank when every candidate map is 1x1.
+    The candidates are the *dominators* of the explained output: the tensors through which every
+    path from that input to the output passes (so never a tensor inside a residual or Inception
+    branch), with the input's rank, produced by one unshared layer or operation, depending on
+    that input alone. Among them the last one whose spatial size exceeds 1x1 is chosen. When
+    later spatial tensors were passed over (1x1 maps of the network's trunk, or tensors in
+    parallel branches), a WARNING names the layer chosen and why.
 
     Raises:
         ModelStructureError: when no layer has the input's rank (e.g. an MLP): CAM methods need a
             spatial layer; input-gradient methods still work.
     """
     model = check_graph_model(model)
+    out_index = resolve_output(model, output) if output is not None or len(model.outputs) == 1 else 0
+    graph = graph if graph is not None else ModelGraph(model)
     rank = len(model.inputs[input_index].shape)
-    same_rank = [
-        c
-        for c in _candidates(model)
-        if len(c.shape) == rank and (not c.inputs or input_index in c.inputs) and len(c.inputs) <= 1
-    ]
-    # Layers fed by several inputs (after a Concatenate of branches) belong to no single input.
+    fmt = model_data_format(model)
+
+    def eligible(n: TensorNode) -> bool:
+        return (
+            graph.unique(n.path)
+            and len(n.shape) == rank
+            and n.inputs == frozenset({input_index})
+            and not isinstance(n.operation, _SKIPPED_FOR_AUTO)
+        )
+
+    on_path = [graph.nodes[i] for i in sorted(graph.between(out_index, input_index))]
+    same_rank = [n for n in on_path if eligible(n)]
     if not same_rank or rank < 3:  # rank 2 is (batch, features): nothing spatial to map
         raise ModelStructureError(
             f"CAM methods need a layer with spatial output, but model {model.name!r} has no layer "
@@ -222,24 +201,44 @@ def auto_layer(model: keras.Model, input_index: int = 0) -> str:
             "width, channels)). Pass `layer=` to choose one, or use an input-gradient method "
             "(method='saliency' or 'smoothgrad'), which works on any differentiable model."
         )
-    for c in reversed(same_rank):
-        axis = 1 if _layer_data_format(model, c.path) == "channels_first" else rank - 1
-        spatial = [d for i, d in enumerate(c.shape) if i not in (0, axis)]
-        if any(d is None or d > 1 for d in spatial):
-            log.info("xai: auto-selected layer %r (output %s) for input %d", c.path, c.shape, input_index)
-            return c.path
-    chosen = same_rank[-1].path
-    log.warning(
-        "xai: every candidate layer of model %r has a 1x1 spatial map; using %r. Pass `layer=` "
-        "to pick an earlier, larger feature map.",
-        model.name,
-        chosen,
-    )
-    return chosen
+    dominators = [n for n in graph.dominators(out_index, input_index) if eligible(n)]
+    maps = [n for n in dominators if _is_map(n, fmt)]
+    if not maps:
+        chosen = (dominators or same_rank)[-1]
+        log.warning(
+            "xai: no spatial map larger than 1x1 carries every path from input %d of model %r to "
+            "its output; using %r (output %s). Pass `layer=` to pick an earlier, larger feature "
+            "map (or several branch layers, whose maps are fused).",
+            input_index, model.name, chosen.path, chosen.shape,
+        )
+        return str(chosen.path)
+    chosen = maps[-1]
+    dominating = {n.index for n in dominators}
+    later = [n for n in same_rank if n.index > chosen.index and not n.after_global_pooling]
+    reasons = []
+    small = [n.path for n in later if n.index in dominating]
+    branch = [n.path for n in later if n.index not in dominating and _is_map(n, fmt)]
+    if small:
+        reasons.append(f"the later maps are 1x1 ({_listing(small)})")
+    if branch:
+        reasons.append(
+            f"the later spatial tensors lie inside parallel branches ({_listing(branch)}) that "
+            "do not carry every path to the output"
+        )
+    if reasons:
+        log.warning(
+            "xai: auto-selected layer %r (output %s) for input %d of model %r because %s. Pass "
+            "`layer=` to choose another.",
+            chosen.path, chosen.shape, input_index, model.name, " and ".join(reasons),
+        )
+    else:
+        log.info("xai: auto-selected layer %r (output %s) for input %d", chosen.path, chosen.shape, input_index)
+    return str(chosen.path)
 
 
-def _layer_data_format(model: keras.Model, path: str) -> str:
-    return getattr(get_layer(model, path), "data_format", "channels_last")
+def _listing(paths: list[Any], limit: int = 3) -> str:
+    shown = ", ".join(repr(p) for p in paths[-limit:])
+    return shown if len(paths) <= limit else f"{len(paths)} tensors, the last {shown}"
 
 
 def model_output_names(model: keras.Model) -> list[str]:
@@ -369,7 +368,6 @@ def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -
 LayerHook = Callable[[keras.layers.Layer, str, tuple, dict], Any]
 
 
-
 def _fresh_inputs(model: keras.Model) -> Any:
     """New ``keras.Input`` tensors in the structure of ``model.input``, with a None batch dimension."""
 
@@ -388,13 +386,16 @@ def _rebuild(
     *,
     hook: LayerHook | None = None,
     extra_inputs: Sequence[Any] = (),
+    expand: Sequence[str] = (),
     _prefix: str = "",
 ) -> tuple[keras.Model, int]:
     """Replay ``model`` into a new graph ``inputs -> [*outputs, *activations(wanted)]``.
 
     Args:
         model: a Functional or Sequential model (validated).
-        wanted: layer paths relative to ``model`` whose outputs are appended, in this order.
+        wanted: node paths relative to ``model`` whose outputs are appended, in this order:
+            layers, operations, ``outer/inner`` nodes of nested models and ``layer/sub`` sub-layers
+            (the layer's ``call()`` is traced into a graph to reach them).
         output_index: the output whose final softmax/sigmoid is removed, or None to keep all.
         hook: optional ``hook(layer, path, args, kwargs) -> output`` that replaces the call of
             every (leaf) layer except the stripped head; ``path`` is the layer's path from the top
@@ -403,6 +404,8 @@ def _rebuild(
             modifies the layer (it builds new ops on the replayed tensors instead).
         extra_inputs: ``keras.Input`` tensors the hook's replacements use; they are appended to
             the new model's inputs (and passed into rebuilt nested models).
+        expand: paths the hook must reach as graph nodes although they are not appended (their
+            nested models are rebuilt and the layers around sub-layers traced).
         _prefix: path of ``model`` inside the top model (recursion only).
 
     Returns:
@@ -419,16 +422,28 @@ def _rebuild(
         nonlocal head_done
         is_head = strip_head and layer is head and not head_done
         inner_wanted = [p.split(SEP, 1)[1] for p in wanted if p.startswith(layer.name + SEP)]
-        if _is_nested_model(layer) and (inner_wanted or is_head or hook is not None):
+        inner_expand = [p.split(SEP, 1)[1] for p in expand if p.startswith(layer.name + SEP)]
+        nested = _is_nested_model(layer)
+        if (nested and (inner_wanted or inner_expand or is_head or hook is not None)) or (
+            not nested and not is_head and (inner_wanted or inner_expand)
+        ):
+            # A nested model is replayed as its own tap; a layer whose sub-layers are wanted is
+            # traced into a graph of them first (graph.trace_call) and then replayed the same way.
+            graph_model = layer if nested else trace_call(layer, args, kwargs)
             sub, n_out = _rebuild(
-                layer,
+                graph_model,
                 inner_wanted,
                 0 if is_head else None,
                 hook=hook,
                 extra_inputs=extra_inputs,
+                expand=inner_expand,
                 _prefix=_prefix + layer.name + SEP,
             )
-            if extra_inputs:
+            if not nested:
+                leaves = [v for v in keras.tree.flatten((args, kwargs)) if isinstance(v, keras.KerasTensor)]
+                feed = [*leaves, *extra_inputs]
+                results = sub(feed[0] if len(feed) == 1 else feed)
+            elif extra_inputs:
                 results = sub([*keras.tree.flatten(args[0]), *extra_inputs], *args[1:], **kwargs)
             else:
                 results = sub(*args, **kwargs)
@@ -467,8 +482,12 @@ def _rebuild(
         )
         outputs = list(replayed.outputs)
     missing = [p for p in wanted if p not in captured]
-    if missing:  # pragma: no cover - paths are validated before
-        raise ModelStructureError(f"Could not reach layers {missing} in model {model.name!r}.")
+    if missing:  # a sub-layer that call() never runs on a tensor (or runs only through raw TF)
+        raise ModelStructureError(
+            f"Could not reach {missing} in model {model.name!r}: "
+            + ("that layer's call() does not call it on a tensor." if model.name.endswith("_traced") else "no such node was replayed.")
+            + " Tap the enclosing layer's output instead; xai.layer_paths(model) lists the paths."
+        )
     model_inputs = inputs if isinstance(model, keras.Sequential) else keras.tree.flatten(inputs)
     if extra_inputs:
         model_inputs = [*keras.tree.flatten(model_inputs), *extra_inputs]
@@ -497,8 +516,11 @@ class Tap:
         layer_inputs: for each tapped layer, the index of the model input it belongs to (None when
             it mixes several inputs).
         num_inputs: number of model inputs.
+        data_format: ``channels_first`` if any layer of the model says so, else
+            ``channels_last`` (computed once, here).
         source: the user's model the tap was built from (read-only; lets methods build other
-            replays of it, such as a guided-backprop graph).
+            replays of it, such as a guided-backprop graph). Held weakly, so a cached tap does not
+            keep a deleted model alive: None once the model is gone.
     """
 
     model: keras.Model
@@ -509,7 +531,12 @@ class Tap:
     channel_axes: tuple[int, ...]
     layer_inputs: tuple[int | None, ...]
     num_inputs: int
-    source: keras.Model | None = field(default=None, repr=False)
+    data_format: str = "channels_last"
+    source_ref: Callable[[], keras.Model | None] | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> keras.Model | None:
+        return self.source_ref() if self.source_ref is not None else None
 
     @classmethod
     def build(
@@ -524,7 +551,7 @@ class Tap:
 
         Args:
             model: a Keras Functional or built Sequential model (never modified).
-            layers: a layer path, a list of paths, ``"all"`` (every leaf layer), ``"auto"`` (the
+            layers: a node path, a list of paths, ``"all"`` (every graph node), ``"auto"`` (the
                 CAM layer chosen per input by :func:`auto_layer`), or None (logits only).
             output: for multi-output models, the output (index or name) to take logits from.
             hook: optional layer-call replacement applied while the graph is replayed (see
@@ -533,7 +560,8 @@ class Tap:
         """
         model = check_graph_model(model)
         out_index = resolve_output(model, output)
-        paths = resolve_layers(model, layers)
+        graph = ModelGraph(model)
+        paths = resolve_layers(model, layers, output=out_index, graph=graph)
         keras_model, n_out = _rebuild(model, paths, out_index, hook=hook)
         # Keep only the chosen output's logits before the activations.
         if n_out != 1:
@@ -543,11 +571,13 @@ class Tap:
                 name=keras_model.name,
             )
         outs = keras_model.outputs
-        infos = {c.path: c for c in _candidates(model)}
+        fmt = model_data_format(model)
         axes, owners = [], []
         for p, t in zip(paths, outs[1:]):
-            axes.append(channel_axis(get_layer(model, p), len(t.shape)))
-            deps = infos[p].inputs if p in infos else frozenset()
+            axes.append(channel_axis(get_layer(model, p), len(t.shape), fmt))
+            # A sub-layer depends on what the graph node that calls it depends on.
+            node = graph.find(graph_prefix(model, p))
+            deps = node.inputs if node is not None else frozenset()
             owners.append(next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None))
         return cls(
             model=keras_model,
@@ -558,18 +588,29 @@ class Tap:
             channel_axes=tuple(axes),
             layer_inputs=tuple(owners),
             num_inputs=len(model.inputs),
-            source=model,
+            data_format=fmt,
+            source_ref=weakref.ref(model),
         )
 
 
-def resolve_layers(model: keras.Model, layers: str | Sequence[str] | None) -> list[str]:
+def resolve_layers(
+    model: keras.Model,
+    layers: str | Sequence[str] | None,
+    *,
+    output: int | None = None,
+    graph: ModelGraph | None = None,
+) -> list[str]:
+    """Validated node paths for ``layers`` (``"all"``: every graph node; ``"auto"``: per input)."""
     if layers is None:
         return []
     if isinstance(layers, str):
         if layers == "all":
-            return layer_paths(model, leaves_only=True)
+            return layer_paths(model, leaves_only=True, include_sublayers=False)
         if layers == "auto":
-            return [auto_layer(model, i) for i in range(len(model.inputs))]
+            graph = graph if graph is not None else ModelGraph(model)
+            return [
+                auto_layer(model, i, output=output, graph=graph) for i in range(len(model.inputs))
+            ]
         layers = [layers]
     if not isinstance(layers, Sequence) or not all(isinstance(p, str) for p in layers):
         raise bad_type("layer", "a layer name, a list of layer names, 'auto' or 'all'", layers)
@@ -592,8 +633,11 @@ def tap(
 
     Args:
         model: Functional or built Sequential Keras model. It is not modified.
-        layers: layer path(s) to return (``"outer/inner"`` reaches into nested models), ``"all"``
-            for every leaf layer in graph order, or ``"auto"`` for the Grad-CAM layer per input.
+        layers: node path(s) to return: layer and Keras-operation names (``"add_17"`` for an
+            ``x + y``), ``"outer/inner"`` inside nested models, ``"block/conv"`` for a sub-layer
+            called inside a layer's ``call()``; ``"all"`` for every node of the graph (layers and
+            operations, nested models included, sub-layers not) in graph order; or ``"auto"``
+            for the Grad-CAM layer per input (:func:`auto_layer`).
         logits: prepend the pre-softmax/sigmoid logits of the chosen output.
         output: which output of a multi-output model to take logits from (index or name).
 

@@ -139,6 +139,89 @@ def nested_backbone(
     return keras.Model(inputs, out, name=f"nested_{kind}")
 
 
+def residual_ops_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 4, *, seed: int = 0
+) -> keras.Model:
+    """A residual CNN written the Keras 3 way, ``x = x + y``: the head reads the sum.
+
+    ``stem -> [block1_conv1 -> block1_conv2] + stem -> GAP -> Dense(softmax)``; the sum is a
+    Keras operation node (``Add``), not a layer, and ``block1_conv2`` is inside the branch.
+    """
+    _seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    stem = L.Conv2D(6, 3, padding="same", activation="relu", name="stem")(inputs)
+    y = L.Conv2D(6, 3, padding="same", activation="relu", name="block1_conv1")(stem)
+    y = L.Conv2D(6, 3, padding="same", activation="relu", name="block1_conv2")(y)
+    x = stem + y
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="residual_ops_cnn")
+
+
+def ops_tail_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, seed: int = 0
+) -> keras.Model:
+    """Two conv branches joined by ``keras.ops.concatenate`` (an operation node) before the head."""
+    _seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="branch_a")(inputs)
+    b = L.Conv2D(5, 5, padding="same", activation="relu", name="branch_b")(inputs)
+    x = keras.ops.concatenate([a, b], axis=-1)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="ops_tail_cnn")
+
+
+class ConvBlock(keras.layers.Layer):
+    """A custom residual block whose conv sub-layers run inside ``call()`` (not graph nodes)."""
+
+    def __init__(self, filters: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv_a = L.Conv2D(filters, 3, padding="same", name="conv_a")
+        self.conv_b = L.Conv2D(filters, 3, padding="same", name="conv_b")
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        y = self.conv_b(keras.ops.relu(self.conv_a(x)))
+        return keras.ops.relu(x + y)
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "filters": self.filters}
+
+
+class BlockStack(keras.layers.Layer):
+    """Blocks called in a Python loop inside one layer, like keras-hub's transformer encoders."""
+
+    def __init__(self, filters: int, depth: int = 2, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.filters, self.depth = filters, depth
+        self.blocks = [ConvBlock(filters, name=f"block{i}") for i in range(depth)]
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "filters": self.filters, "depth": self.depth}
+
+
+def custom_block_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, seed: int = 0
+) -> keras.Model:
+    """``stem -> BlockStack("stack": block0, block1, each with conv_a/conv_b) -> GAP -> Dense``.
+
+    Sub-layer paths: ``"stack/block0/conv_a"``, ...; ``"stack"`` is the graph node.
+    """
+    _seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = BlockStack(6, name="stack")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, out, name="custom_block_cnn")
+
+
 def two_input_model(
     left_shape: tuple[int, ...] = (16, 16, 3),
     right_shape: tuple[int, ...] = (12, 12, 1),

@@ -161,7 +161,7 @@ def _build_head(engine: Any, layer_index: int) -> AblationHead:
             f"Ablation-CAM needs a leaf layer, but {path!r} is a nested model. Choose one of its "
             f"layers, e.g. layer='{path}/<layer name>'."
         )
-    out = layer.output
+    out = tap.model.outputs[1 + layer_index]  # the tapped tensor (layers, operations, sub-layers)
     a_in = keras.Input(
         batch_shape=(None, *out.shape[1:]), dtype=out.dtype, name="xai_ablated_activations"
     )
@@ -173,7 +173,9 @@ def _build_head(engine: Any, layer_index: int) -> AblationHead:
             return a_in
         return lay(*args, **kwargs)
 
-    rebuilt, n_out = _rebuild(tap.source, [], tap.output, hook=hook, extra_inputs=[a_in])
+    rebuilt, n_out = _rebuild(
+        tap.source, [], tap.output, hook=hook, extra_inputs=[a_in], expand=[path]
+    )
     if not replaced:  # pragma: no cover - paths are validated by Tap.build
         raise ModelStructureError(
             f"Ablation-CAM could not reach layer {path!r} while replaying the model."

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -50,17 +49,7 @@ def reported_targets(resolved: Any, n: int) -> np.ndarray:
 
 def channels_first(engine: Any) -> bool:
     """Whether the explained model is ``channels_first`` (any of its layers says so)."""
-    model = engine.tap.source if engine.tap.source is not None else engine.tap.model
-
-    def walk(container: keras.Model) -> bool:
-        for layer in container.layers:
-            if isinstance(layer, keras.Model) and walk(layer):
-                return True
-            if getattr(layer, "data_format", None) == "channels_first":
-                return True
-        return False
-
-    return walk(model)
+    return bool(engine.tap.data_format == "channels_first")
 
 
 def input_layout(
