@@ -119,7 +119,7 @@ def io_only(folder: Path, out: Path, size: tuple[int, int], limit: int) -> float
     import numpy as np
 
     from xai import io, postprocess
-    from xai.export import _filesystem_sync, _Job, _Writer
+    from xai.export.writer import _filesystem_sync, _Job, _Writer
     from xai.preprocessing import get_preprocess
 
     pre = get_preprocess("symmetric")

@@ -458,7 +458,7 @@ def test_rerun_skips_done_images(tmp_path, explainer, small_folder):
 
 def test_interrupted_run_resumes_to_identical_bytes(tmp_path, explainer, monkeypatch):
     """An exception mid-run (like Ctrl-C) keeps what was written; the resumed run matches."""
-    export_mod = importlib.import_module("xai.export")  # xai.export is the function
+    export_mod = importlib.import_module("xai.export.pipeline")  # where _explain_batch is called
 
     src = make_folder(tmp_path / "in", 13)
     ref = tmp_path / "ref"
@@ -885,7 +885,7 @@ def test_tuple_parameters_resume(tmp_path, explainer, small_folder):
 
 
 def _committer(tmp_path, monkeypatch, flush_s: float, max_writes: int = 2):
-    export_mod = importlib.import_module("xai.export")  # xai.export is also the function
+    export_mod = importlib.import_module("xai.export.writer")  # the committer and its flush
     syncs: list[float] = []
 
     def slow_sync(path):
@@ -957,7 +957,7 @@ def test_committer_bounds_batches_being_written(tmp_path, monkeypatch):
 
 def test_pipeline_does_not_autotune(tmp_path):
     """Destroying an autotuned iterator waits for the autotuner's next wake-up (seconds)."""
-    export_mod = importlib.import_module("xai.export")
+    export_mod = importlib.import_module("xai.export.loader")
     make_folder(tmp_path / "in", 3, nested=False)
     paths = sorted(str(p) for p in (tmp_path / "in").rglob("*.png"))
     loader = export_mod._Loader((16, 16), 3, False, get_preprocess("unit"), True, None)

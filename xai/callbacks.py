@@ -44,10 +44,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import _validation, viz
 from . import io as xai_io
 from . import methods as methods_mod
 from . import targets as targets_mod
-from . import viz
 from .errors import XaiValueError, bad_type, bad_value, did_you_mean
 from .explain import Explainer
 from .explanation import Explanation
@@ -63,7 +63,7 @@ STATISTICS = ("mean", "std", "sparsity")
 
 
 def _check_every(every_n_epochs: Any) -> int:
-    if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, (int, np.integer)):
+    if not _validation.is_int(every_n_epochs):
         raise bad_type("every_n_epochs", "a positive int", every_n_epochs)
     if every_n_epochs < 1:
         raise bad_value("every_n_epochs", "a positive int (1 = every epoch)", every_n_epochs)
@@ -112,9 +112,7 @@ def _check_images(images: Any) -> list[np.ndarray]:
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise bad_type("seed", "an int", seed, "A fixed seed gives every epoch the same noise.")
-    return int(seed)
+    return int(_validation.seed(seed, hint="A fixed seed gives every epoch the same noise."))
 
 
 def _same_variables(a: Sequence[Any], b: Sequence[Any]) -> bool:
@@ -303,29 +301,18 @@ class ExplainCallback(_ProbeCallback):
             raise bad_type("class_names", "a sequence of str or None", class_names)
         if preprocess is not None and not callable(preprocess):
             raise bad_type("preprocess", "a function or None", preprocess)
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise bad_value("batch_size", "a positive int", batch_size)
-        # alpha, colormap and value_range are checked by the functions that use them, on a dummy
-        viz.overlay(
-            np.zeros((1, 2, 2, 3), np.uint8),
-            np.zeros((1, 2, 2), np.float32),
-            alpha=alpha,
-            colormap=colormap,
-        )
+        batch_size = _validation.positive_int("batch_size", batch_size)
+        self.style = viz.OverlayStyle.checked(alpha, colormap)
         if value_range is not None:
-            viz.to_display(np.zeros((1, 2, 2, 3), np.float32), value_range=value_range)
+            value_range = viz.check_value_range(value_range)
         self.targets = targets
         self.layer = layer
         self.seed = _check_seed(seed)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.preprocess = preprocess
         self.value_range = value_range
-        self.alpha = float(alpha)
-        self.colormap = colormap
+        self.alpha = self.style.alpha
+        self.colormap = self.style.colormap
         self.batch_size = int(batch_size)
         self.tag = f"explanations/{self.method.name}"
         self.latest: Explanation | None = None
@@ -582,12 +569,7 @@ class ActivationRecorder(_ProbeCallback):
                 reduce,
                 did_you_mean(str(reduce), REDUCTIONS),
             )
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise bad_value("batch_size", "a positive int", batch_size)
+        batch_size = _validation.positive_int("batch_size", batch_size)
         self.requested_layers = layers
         self.reduce = reduce
         self.output_dir = _check_dir("output_dir", output_dir)

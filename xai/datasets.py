@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from xai import _validation
 from xai.errors import bad_type, bad_value, did_you_mean
 from xai.io import png_params
 
@@ -149,10 +150,7 @@ class ShapesData:
         )
 
 
-def _check_int(param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise bad_type(param, "an int", value)
-    return int(value)
+_check_int = _validation.integer
 
 
 def _check_choice(param: str, value: Any, options: tuple[str, ...]) -> str:

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _validation, postprocess
 from . import methods as methods_mod
-from . import postprocess
 from . import targets as targets_mod
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
@@ -210,10 +210,8 @@ class Explainer:
             from .viz import check_value_range
 
             value_range = check_value_range(value_range)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise bad_value("batch_size", "a positive int", batch_size)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise bad_type("seed", "an int or None", seed)
+        batch_size = _validation.positive_int("batch_size", batch_size)
+        seed = _validation.seed(seed, optional=True)
         if m.stochastic:
             if seed is None:
                 seed = int(np.random.SeedSequence().entropy % (2**31 - 1))

@@ -17,6 +17,24 @@ from .errors import XaiValueError, bad_type, bad_value
 from .postprocess import Display
 
 
+def heatmaps_at(
+    raw: np.ndarray,
+    size: Sequence[int],
+    display: postprocess.Display,
+    channel_axis: int | None,
+    fused: bool = False,
+) -> np.ndarray:
+    """The one rule from raw maps ``(N, ...)`` to heatmaps ``(N, *size)`` in [0, 1].
+
+    Used by :class:`Explanation` (at input resolution) and by ``xai export`` (at each image's
+    original size), so the two cannot diverge. A fused map (several layers) is already normalised
+    at input resolution: it is only resized and normalised again.
+    """
+    if fused:
+        return postprocess.normalize(postprocess.resize(raw, size))
+    return postprocess.heatmap(raw, size, display, channel_axis)
+
+
 @dataclass(frozen=True)
 class InputInfo:
     """How one model input is laid out: spatial size and channel axis (None when it has none)."""
@@ -96,13 +114,11 @@ class Explanation:
 
     @functools.cached_property
     def _heatmaps(self) -> tuple[np.ndarray, ...]:
-        out = []
-        for raw, info, fused in zip(self.raw, self.inputs_info, self.fused or (False,) * len(self.raw)):
-            if fused:  # already a fused, normalised map at input resolution
-                out.append(postprocess.normalize(raw))
-                continue
-            out.append(postprocess.heatmap(raw, info.spatial, self.display, info.channel_axis))
-        return tuple(out)
+        fused = self.fused or (False,) * len(self.raw)
+        return tuple(
+            heatmaps_at(raw, info.spatial, self.display, info.channel_axis, f)
+            for raw, info, f in zip(self.raw, self.inputs_info, fused)
+        )
 
     @property
     def heatmap(self) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -240,8 +256,9 @@ class Explanation:
         Returns:
             The paths written (the manifest last).
         """
-        from . import io
+        from . import io, viz
 
+        style = viz.OverlayStyle.checked(alpha, colormap)  # before anything is written
         out = Path(directory)
         written: list[Path] = []
         for j in range(len(self.raw)):
@@ -249,7 +266,7 @@ class Explanation:
             written.append(io.write_npy(out / f"attributions{suffix}.npy", self.raw[j]))
             written.append(io.write_npy(out / f"heatmaps{suffix}.npy", self._heatmaps[j]))
             if self.images[j] is not None:
-                overlays = self.overlay(alpha, colormap, input_index=j)
+                overlays = self.overlay(style.alpha, style.colormap, input_index=j)
                 for i, o in enumerate(overlays):
                     written.append(io.write_png(out / f"overlay{suffix}_{i:04d}.png", o))
         manifest = self.to_dict() | {

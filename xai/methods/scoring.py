@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from .. import _validation
 from .. import targets as targets_mod
-from ..errors import XaiValueError, bad_value
+from ..errors import XaiValueError
 
 
 def callable_scores(targets: Any, logits: np.ndarray) -> np.ndarray:
@@ -99,11 +100,7 @@ def forward_scores(engine: Any, inputs: list[np.ndarray], targets: Any) -> np.nd
     return target_scores(engine, engine.forward(inputs), targets)
 
 
-def check_positive_int(name: str, value: Any, hint: str = "") -> int:
-    """``value`` as an int if it is a positive int (not a bool), else the standard error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise bad_value(name, "a positive int", value, hint)
-    return int(value)
+check_positive_int = _validation.positive_int
 
 
 def chunks(total: int, size: int) -> Iterator[slice]:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .colours import COLORMAPS, check_value_range, colorize, colormap_lut, overlay, to_display
+from .colours import (
+    COLORMAPS,
+    OverlayStyle,
+    check_value_range,
+    colorize,
+    colormap_lut,
+    overlay,
+    to_display,
+)
 
 _PLOT_FUNCTIONS = frozenset({"figure_grid", "plot_explanation", "plot_map"})
 
 __all__ = [
     "COLORMAPS",
+    "OverlayStyle",
     "check_value_range",
     "colorize",
     "colormap_lut",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -23,9 +24,18 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
+from xai import _validation
 from xai.errors import bad_type, bad_value, did_you_mean
 
-__all__ = ["COLORMAPS", "check_value_range", "colorize", "colormap_lut", "overlay", "to_display"]
+__all__ = [
+    "COLORMAPS",
+    "OverlayStyle",
+    "check_value_range",
+    "colorize",
+    "colormap_lut",
+    "overlay",
+    "to_display",
+]
 
 
 def _opencv_colormaps() -> dict[str, int | None]:
@@ -293,18 +303,7 @@ def to_display(images: ArrayLike, value_range: tuple[float, float] | None = None
     return _display_checked(array, value_range, "images")
 
 
-def _check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
-        raise bad_type("alpha", "a number in [0, 1]", alpha, "For example alpha=0.4.")
-    value = float(alpha)
-    if not 0.0 <= value <= 1.0:
-        raise bad_value(
-            "alpha",
-            "in [0, 1] (0 = only the image, 1 = only the colour map)",
-            alpha,
-            "For example alpha=0.4.",
-        )
-    return value
+_check_alpha = _validation.alpha
 
 
 def _overlay_checked(
@@ -379,3 +378,38 @@ def overlay(
         )
     image_rgb = _display_checked(array, value_range, "images")
     return _overlay_checked(image_rgb, maps, alpha, name)
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How a heatmap is drawn over its image and stored: one small object, checked once.
+
+    Shared by :meth:`xai.Explanation.save`, ``xai export`` and the training callbacks.
+
+    Attributes:
+        alpha: weight of the colour map (0 = only the image, 1 = only the colour map).
+        colormap: colour map name (:data:`COLORMAPS`).
+        png_compression: zlib level of written PNGs (None: OpenCV's default; see
+            :func:`xai.io.png_params`).
+    """
+
+    alpha: float = 0.4
+    colormap: str = "jet"
+    png_compression: int | None = None
+
+    @classmethod
+    def checked(
+        cls, alpha: Any = 0.4, colormap: Any = "jet", png_compression: Any = None
+    ) -> OverlayStyle:
+        """A style from user arguments, each validated (with close matches for the colour map)."""
+        from xai.io import png_params
+
+        value = _validation.alpha(alpha)
+        colormap_lut(colormap)
+        png_params(png_compression)
+        return cls(value, colormap, None if png_compression is None else int(png_compression))
+
+    def draw(self, images: ArrayLike, heatmaps: ArrayLike) -> np.ndarray:
+        """The overlays of ``images`` (uint8 RGB) and ``heatmaps`` in [0, 1], uint8 RGB."""
+        return overlay(images, heatmaps, alpha=self.alpha, colormap=self.colormap)
+

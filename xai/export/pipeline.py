@@ -1,0 +1,558 @@
+"""The export itself: ``export()`` in named stages over the loader, the explainer and the writer."""
+
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _validation, io, models_io, viz
+from .. import methods as methods_mod
+from .. import targets as targets_mod
+from .._version import __version__
+from ..errors import XaiError, XaiValueError, bad_value
+from ..preprocessing import get_preprocess
+from .journal import (
+    _ROW_KEYS,
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    SUMMARY_NAME,
+    _check_output_dir,
+    _clean_temporaries,
+    _compact,
+    _done_set,
+    _empty_row,
+    _iter_rows,
+    _locked,
+    _Manifest,
+    _plain,
+    _repair_tail,
+)
+from .loader import _Loader
+from .naming import output_paths
+from .options import FORMATS, _load_class_names, _parse_formats, _parse_image_size, _resolve_targets
+from .summary import ExportSummary
+from .walk import _Entry, _walk
+from .writer import _Committer, _Job, _Writer
+
+log = logging.getLogger("xai.export")
+
+
+def _model_input(
+    model: Any, image_size: tuple[int, int] | None, data_format: str
+) -> tuple[tuple[int, int], int, bool]:
+    """(size, channels, channels_first) of a single-image-input model."""
+    if len(model.inputs) != 1:
+        raise XaiValueError(
+            f"export explains models with one image input; this model has {len(model.inputs)} "
+            "inputs. Use xai.explain() with a list of arrays for multi-input models."
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3:
+        raise XaiValueError(
+            f"export explains image models, with inputs (height, width, channels); this model's "
+            f"input has shape {shape}. Use xai.explain() for other inputs."
+        )
+    channels_first = data_format == "channels_first"
+    channels = shape[0] if channels_first else shape[2]
+    spatial = shape[1:] if channels_first else shape[:2]
+    if channels not in (1, 3):
+        raise XaiValueError(
+            f"export feeds RGB (3 channels) or grey (1 channel) images; the model expects "
+            f"{channels} channels (input shape {shape})."
+        )
+    if image_size is not None:
+        fixed = [(s, i) for s, i in zip(spatial, image_size) if s is not None and s != i]
+        if fixed:
+            raise bad_value(
+                "image_size",
+                f"the model's input size {spatial[0]}x{spatial[1]} (or leave it out)",
+                f"{image_size[0]}x{image_size[1]}",
+            )
+        return image_size, int(channels), channels_first
+    if None in spatial:
+        raise XaiValueError(
+            f"The model accepts images of any size (input shape {shape}); pass --image-size HxW "
+            "(image_size=(h, w)) to choose the size images are resized to."
+        )
+    return (int(spatial[0]), int(spatial[1])), int(channels), channels_first
+
+
+def _explain_batch(
+    explainer: Any,
+    method: Any,
+    x: np.ndarray,
+    targets: np.ndarray | int | None,
+    seed: int,
+    params: Mapping[str, Any],
+    devices: Sequence[str],
+    pool: ThreadPoolExecutor | None,
+) -> list[Any]:
+    """Explanations covering ``x`` in order: one, or one per device shard."""
+
+    def one(sel: slice) -> Any:
+        t = targets[sel] if isinstance(targets, np.ndarray) else targets
+        return explainer.explain(
+            x[sel], method, targets=t, batch_size=len(x), seed=seed, progress=False, **params
+        )
+
+    if len(devices) <= 1 or pool is None or len(x) < 2:
+        return [one(slice(None))]
+    import tensorflow as tf
+
+    bounds = np.linspace(0, len(x), len(devices) + 1).round().astype(int)
+    shards = [(d, slice(a, b)) for d, a, b in zip(devices, bounds[:-1], bounds[1:]) if b > a]
+
+    def on_device(item: tuple[str, slice]) -> Any:
+        with tf.device(item[0]):
+            return one(item[1])
+
+    return list(pool.map(on_device, shards))
+
+
+def export(
+    model: Any,
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    targets: Any = "predicted",
+    batch_size: int = 32,
+    image_size: Any = None,
+    preprocess: str | Callable[[np.ndarray], Any] | None = "none",
+    class_names: Sequence[str] | str | os.PathLike | None = None,
+    formats: Sequence[str] | str = FORMATS,
+    overwrite: bool = False,
+    unsafe: bool = False,
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    png_compression: int | None = None,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    max_pixels: int | None = None,
+    jit_compile: Any = "auto",
+    strategy: Any = None,
+    workers: int = 4,
+    progress: bool = True,
+) -> ExportSummary:
+    """Explain every image under ``input_dir`` and write heatmaps and a manifest to ``output_dir``.
+
+    See the module documentation for the output layout, the manifest's columns and resuming.
+
+    Args:
+        model: a Keras model, an :class:`~xai.explain.Explainer` (its compiled steps are reused),
+            or a path to a ``.keras``/``.h5`` file or a TensorFlow SavedModel folder.
+        input_dir: folder of images (nested folders are walked; symbolic links to folders are
+            followed once, loops are listed as skipped).
+        output_dir: where to write; created if missing. Must be new, empty, or an earlier export
+            with the same settings (resumed) unless ``overwrite``.
+        method: a registered method name (``xai.methods.available()``). CAM methods need a Keras
+            model file; a SavedModel supports the input-gradient methods only.
+        layer: CAM layer path; None auto-selects (recorded in the manifest).
+        targets: ``"predicted"``, one class index or class name for every image, a path to a CSV
+            with a path column (``path``/``file``/...) and a target column
+            (``target``/``label``/...; paths relative to the CSV's folder or to ``input_dir``),
+            or a mapping ``{relative path: class}``.
+        batch_size: images per compiled step (the global batch with several devices).
+        image_size: ``(height, width)``, ``"HxW"`` or an int; needed when the model accepts any
+            size; otherwise it must match the model.
+        preprocess: a preset from :data:`xai.preprocessing.PRESETS` (``"none"``, ``"unit"``,
+            ``"symmetric"``, ``"caffe"``, ``"torch"``), ``"module:function"``,
+            ``"file.py:function"`` or a callable on float32 RGB batches in ``[0, 255]``.
+        class_names: names of the classes (index = class) or a path to a text file with one per
+            line; used for labels in the manifest and for class-name targets.
+        formats: any of ``"overlay"``, ``"heatmap"``, ``"raw"``.
+        overwrite: replace an earlier export with other settings (or write into a non-empty
+            folder that is not an export).
+        unsafe: load model files with Lambda layers (trusted files only).
+        alpha: overlay opacity of the colour map, in [0, 1].
+        colormap: colour map name (``xai.viz.COLORMAPS``).
+        png_compression: zlib level of the overlay and heatmap PNGs: None (OpenCV's default,
+            level 1), 0 (no compression: about 10x faster to encode, files about 1.5-2x larger;
+            worth it when encoding, not the model, limits the export, e.g. large photos) to 9
+            (smallest files). The pixels are the same at every level.
+        seed: seed of stochastic methods (recorded; the same seed gives the same files).
+        params: the method's own parameters, e.g. ``{"num_samples": 25}``.
+        max_pixels: largest image (height x width) read; default ``xai.io.MAX_PIXELS``.
+        jit_compile: ``"auto"``, True or False (see :class:`~xai.explain.Explainer`).
+        strategy: a ``tf.distribute.MirroredStrategy`` to spread batches over several GPUs.
+        workers: threads that colour, encode and write the outputs.
+        progress: show a progress bar (tqdm) with images/s.
+
+    Returns:
+        An :class:`ExportSummary` (``exit_code`` is 0 when no image failed).
+
+    Raises:
+        XaiValueError / XaiTypeError: bad arguments, an unloadable model, a method the model
+            cannot support, or an output folder that must not be written (the message says why
+            and what to do). Failures of single images never raise: they are manifest rows.
+    """
+    from ..explain import Explainer
+
+    started = time.perf_counter()
+    m = methods_mod.get(method)
+    fmt = _parse_formats(formats)
+    batch_size = _validation.positive_int("batch_size", batch_size)
+    workers = _validation.positive_int("workers", workers)
+    seed = _validation.seed(seed)
+    style = viz.OverlayStyle.checked(alpha, colormap, png_compression)
+    size_arg = _parse_image_size(image_size)
+    pre = get_preprocess(preprocess)
+    names = _load_class_names(class_names)
+    run_params = dict(params or {})
+    m.resolve_params(run_params)  # unknown parameter names fail now, with close matches
+
+    src = Path(os.fspath(input_dir))
+    out = Path(os.fspath(output_dir))
+    if not src.is_dir():
+        raise bad_value("input_dir", "an existing folder of images", str(src),
+                        "Check the path." if not src.exists() else "It is a file, not a folder.")  # fmt: skip
+    if out.exists() and src.resolve() == out.resolve():
+        raise bad_value("output_dir", "a folder other than input_dir", str(out))
+
+    # ---------------------------------------------------------------------- model
+    model_path = None
+    if isinstance(model, Explainer):
+        explainer = model
+        if layer is not None and layer != explainer.layer:
+            raise bad_value(
+                "layer",
+                f"None or the Explainer's own layer ({explainer.layer!r})",
+                layer,
+                "Build the Explainer with layer=... instead.",
+            )
+    else:
+        if isinstance(model, (str, os.PathLike)):
+            model_path = os.fspath(model)
+            scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+            with scope:
+                model = models_io.load_model(model_path, unsafe=unsafe)
+        explainer = Explainer(model, layer=layer, jit_compile=jit_compile, class_names=names)
+    keras_model = explainer.model
+    if names is None:
+        names = explainer.class_names
+    opaque = models_io.opaque_layers(keras_model)
+    if opaque and m.needs_layer:
+        raise XaiValueError(
+            f"`method` {m.name!r} needs the activations of a convolutional layer, but this model "
+            f"is a TensorFlow SavedModel: its graph is one opaque layer ({opaque[0]!r}) with no "
+            "Keras layers inside to tap. Use an input-gradient method (method='saliency', "
+            "'smoothgrad' or 'integrated_gradients'), or export the original .keras/.h5 model."
+        )
+    size, channels, channels_first = _model_input(keras_model, size_arg, explainer.data_format)
+    probe = np.asarray(pre(np.zeros((2, *size, channels), np.float32)))
+    if probe.shape != (2, *size, channels):
+        raise bad_value(
+            "preprocess",
+            f"a function that keeps the batch shape (2, {size[0]}, {size[1]}, {channels})",
+            probe,
+        )
+
+    fixed_target, target_map, target_desc = _resolve_targets(targets, src, names)
+    # Preflight on one blank image: structural problems (layer, method, targets) fail here, before
+    # any file is touched, and the compiled step is traced once.
+    blank = np.zeros((1, *size, channels), np.float32)
+    if channels_first:
+        blank = blank.transpose(0, 3, 1, 2)
+    e0 = explainer.explain(
+        blank, m, targets=fixed_target, batch_size=1, seed=int(seed), progress=False, **run_params
+    )
+    tap = explainer.engine(m.needs_layer).tap
+    k = targets_mod.num_classes(tap.head, tap.num_logits)
+    if names is not None and len(names) != k:
+        raise bad_value(
+            "class_names",
+            f"{k} names, one per class of the model",
+            f"{len(names)} names",
+            "Check the labels file against the model's output size.",
+        )
+    if target_map is not None:
+        bad = {r: c for r, c in target_map.items() if not 0 <= c < k}
+        if bad:
+            rel, cls = next(iter(bad.items()))
+            raise bad_value(
+                "targets", f"class indices in [0, {k - 1}]", cls, f"In the CSV row for {rel!r}."
+            )
+    resolved_params = _plain(dict(e0.params))
+    layer_paths = list(e0.layer) if e0.layer else None
+
+    settings = _plain({
+        "input_dir": str(src.resolve()),
+        "model": models_io.fingerprint(keras_model),
+        "method": m.name,
+        "params": resolved_params,
+        "layer": layer_paths,
+        "targets": target_desc,
+        "image_size": list(size),
+        "preprocess": pre.spec,
+        "formats": list(fmt),
+        "alpha": float(alpha),
+        "colormap": str(colormap).strip().lower(),
+        "png_compression": None if png_compression is None else int(png_compression),
+        "class_names": list(names) if names else None,
+        "max_pixels": max_pixels,
+    })  # fmt: skip
+
+    # ---------------------------------------------------------------------- output folder
+    _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        resuming = _check_output_dir(out, settings, overwrite)
+        if not resuming:
+            io.write_json(
+                out / CONFIG_NAME,
+                {"settings": settings, "xai_version": __version__, "model_path": model_path,
+                 "batch_size": int(batch_size)},
+            )  # fmt: skip
+        removed = _clean_temporaries(out)
+        if removed:
+            log.info("xai export: removed %d temporary file(s) left by an interrupted run", removed)
+        manifest_path = out / MANIFEST_NAME
+        _repair_tail(manifest_path)
+        done = _done_set(manifest_path, out) if resuming else set()
+
+        out_stat = os.stat(out)
+        entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
+        plan = _Plan(
+            explainer=explainer, method=m, out=out, formats=fmt, batch_size=int(batch_size),
+            seed=int(seed), params=run_params, fixed_target=fixed_target, target_map=target_map,
+            names=names, row_params=resolved_params, layer=layer_paths, strategy=strategy,
+            workers=int(workers), progress=progress, settings=settings,
+        )  # fmt: skip
+        loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
+        writer = _Writer(
+            out, e0.display, e0.inputs_info[0].channel_axis, bool(e0.fused and e0.fused[0]),
+            style,
+        )  # fmt: skip
+        return _run(plan, loader, writer, entries, done, started)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`export` resolved and validated, for :func:`_run`."""
+
+    explainer: Any
+    method: Any
+    out: Path
+    formats: tuple[str, ...]
+    batch_size: int
+    seed: int
+    params: dict[str, Any]  # the method parameters as given
+    fixed_target: int | None  # one class for every image
+    target_map: dict[str, int] | None  # or one per relative path
+    names: tuple[str, ...] | None
+    row_params: dict[str, Any]  # the parameters the method ran with (manifest)
+    layer: list[str] | None
+    strategy: Any
+    workers: int
+    progress: bool
+    settings: dict[str, Any]
+
+
+def _run(
+    plan: _Plan,
+    loader: _Loader,
+    writer: _Writer,
+    entries: list[_Entry],
+    done: set[str],
+    started: float,
+) -> ExportSummary:
+    from tqdm.auto import tqdm
+
+    out, method, batch_size = plan.out, plan.method, plan.batch_size
+    target_map = plan.target_map
+
+    manifest = _Manifest(out / MANIFEST_NAME)
+    try:
+        # Rows decided before any decoding: skipped files, walk errors, images without a target.
+        early: list[dict[str, Any]] = []
+        images: list[_Entry] = []
+        for entry in entries:
+            if entry.status is not None:
+                early.append(_empty_row(entry.rel, entry.status, entry.reason))
+            elif target_map is not None and entry.rel not in target_map:
+                early.append(
+                    _empty_row(entry.rel, "error", "The targets CSV has no row for this file.")
+                )
+            else:
+                images.append(entry)
+        manifest.append(early)
+
+        # Fixed chunks of the sorted image list: a resumed run recomputes whole chunks, so every
+        # image is computed in the same batch as in an uninterrupted run (bit-identical results).
+        todo_chunks = sorted({i // batch_size for i, e in enumerate(images) if e.rel not in done})
+        indices = [
+            i
+            for c in todo_chunks
+            for i in range(c * batch_size, min((c + 1) * batch_size, len(images)))
+        ]
+        already_done = sum(1 for e in images if e.rel in done)
+        log.info(
+            "xai export: %d image(s) to explain, %d already done, %d other file(s); method %s%s",
+            len(indices), already_done, len(early), method.name,
+            f" on layer {', '.join(plan.layer)}" if plan.layer else "",
+        )  # fmt: skip
+
+        devices = list(plan.strategy.extended.worker_devices) if plan.strategy is not None else []
+        bar = tqdm(total=len(indices), unit="img", desc=f"xai export {method.name}",
+                   disable=not plan.progress, smoothing=0.1, dynamic_ncols=True)  # fmt: skip
+        committer = _Committer(manifest, out, max_writes=2)
+        committer.start()
+        shard_pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
+        pool = ThreadPoolExecutor(plan.workers, thread_name_prefix="xai-export-write")
+        processed = 0
+        try:
+            paths = [e.path or "" for e in images]
+            for batch in loader.dataset(paths, indices, batch_size, prefetch=2) if indices else ():
+                rows, jobs = _process_batch(plan, loader, images, done, batch, devices, shard_pool)
+                committer.submit(rows, pool.submit(writer, jobs) if jobs else None)
+                processed += len(rows) + len(jobs)
+                bar.update(len(batch[0]))
+                bar.set_postfix(failed=committer.failed, refresh=False)
+        finally:
+            pool.shutdown(wait=True)
+            committer.close()  # rows of everything written so far reach the manifest
+            bar.close()
+            if shard_pool is not None:
+                shard_pool.shutdown()
+    finally:
+        manifest.close()
+
+    counts = _compact(out / MANIFEST_NAME, [e.rel for e in entries])
+    elapsed = time.perf_counter() - started
+    failures: list[tuple[str, str]] = []
+    for _, row in _iter_rows(out / MANIFEST_NAME):
+        if row.get("status") == "error" and len(failures) < 20:
+            failures.append((row["path"], str(row.get("error"))))
+    summary = ExportSummary(
+        output_dir=out,
+        manifest_path=out / MANIFEST_NAME,
+        summary_path=out / SUMMARY_NAME,
+        total=len(entries),
+        ok=counts.get("ok", 0),
+        failed=counts.get("error", 0),
+        skipped=counts.get("skipped", 0),
+        already_done=already_done,
+        processed=processed,
+        elapsed_s=elapsed,
+        images_per_s=processed / elapsed if elapsed > 0 else 0.0,
+        failures=tuple(failures),
+    )
+    io.write_json(
+        out / SUMMARY_NAME,
+        summary.to_dict() | {"settings": plan.settings, "xai_version": __version__},
+    )
+    return summary
+
+
+def _process_batch(
+    plan: _Plan,
+    loader: _Loader,
+    images: Sequence[_Entry],
+    done: set[str],
+    batch: Sequence[Any],
+    devices: Sequence[str],
+    shard_pool: ThreadPoolExecutor | None,
+) -> tuple[list[dict[str, Any]], list[_Job]]:
+    """Explain one pipeline batch: (final rows of failed images, write jobs of the others).
+
+    Images already done (in a chunk recomputed for batch identity) get neither.
+    """
+    idx, x, heights, widths, oks, errors = (t.numpy() for t in batch)
+    rels = [images[int(i)].rel for i in idx]
+    ok = [j for j in range(len(idx)) if oks[j]]
+    originals = [loader.originals.pop(int(idx[j]), None) for j in ok]
+    rows = [
+        _empty_row(rels[j], "error", errors[j].decode("utf-8", "replace"))
+        for j in range(len(idx))
+        if not oks[j] and rels[j] not in done
+    ]
+    if not ok:
+        return rows, []
+    targets: np.ndarray | int | None = plan.fixed_target
+    if plan.target_map is not None:
+        targets = np.asarray([plan.target_map[rels[j]] for j in ok], np.int32)
+    inputs = x if len(ok) == len(idx) else x[ok]
+    try:
+        explanations = _explain_batch(
+            plan.explainer,
+            plan.method,
+            inputs,
+            targets,
+            plan.seed,
+            plan.params,
+            devices,
+            shard_pool,
+        )
+    except Exception as exc:  # a batch the method rejects: error rows, not a crash
+        reason = str(exc) if isinstance(exc, XaiError) else f"{type(exc).__name__}: {exc}"
+        return rows + [_empty_row(rels[j], "error", reason) for j in ok if rels[j] not in done], []
+    per_image = ((e, r, int(p)) for e in explanations for r, p in enumerate(e.predictions))
+    jobs = []
+    for j, original, (e, r, pred) in zip(ok, originals, per_image):
+        if rels[j] in done:
+            continue
+        size = (int(heights[j]), int(widths[j]))
+        outputs = output_paths(rels[j], plan.formats)
+        row = _image_row(
+            rels[j], size, e, r, pred, plan.names, plan.method.name, plan.row_params, plan.layer,
+            outputs,
+        )  # fmt: skip
+        jobs.append(_Job(rels[j], outputs, size, original, np.ascontiguousarray(e.raw[0][r]), row))
+    return rows, jobs
+
+
+def _finite(value: Any) -> float | None:
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _image_row(
+    rel: str,
+    size: tuple[int, int],
+    e: Any,
+    r: int,
+    pred: int,
+    names: tuple[str, ...] | None,
+    method: str,
+    params: dict[str, Any],
+    layer: list[str] | None,
+    outputs: dict[str, str],
+) -> dict[str, Any]:
+    def label(c: int) -> str | None:
+        return names[c] if names is not None and 0 <= c < len(names) else None
+
+    probs = e.probabilities
+    target = int(e.targets[r])
+    row = dict.fromkeys(_ROW_KEYS)
+    row.update(
+        path=rel,
+        status="ok",
+        height=size[0],
+        width=size[1],
+        predicted=pred,
+        predicted_label=label(pred),
+        probability=None if probs is None else _finite(probs[r, pred]),
+        target=target,
+        target_label=label(target),
+        target_probability=None if probs is None or target < 0 else _finite(probs[r, target]),
+        score=_finite(e.scores[r]),
+        method=method,
+        params=params,
+        layer=layer,
+        outputs=outputs,
+    )
+    return row
+
+
