@@ -21,7 +21,7 @@ from .. import methods as methods_mod
 from .. import targets as targets_mod
 from .._version import __version__
 from ..errors import XaiError, XaiValueError, bad_value
-from ..preprocessing import get_preprocess
+from ..preprocessing import Preprocess, get_preprocess
 from .journal import (
     _ROW_KEYS,
     CONFIG_NAME,
@@ -198,8 +198,6 @@ def export(
             cannot support, or an output folder that must not be written (the message says why
             and what to do). Failures of single images never raise: they are manifest rows.
     """
-    from ..explain import Explainer
-
     started = time.perf_counter()
     m = methods_mod.get(method)
     fmt = _parse_formats(formats)
@@ -212,7 +210,61 @@ def export(
     names = _load_class_names(class_names)
     run_params = dict(params or {})
     m.resolve_params(run_params)  # unknown parameter names fail now, with close matches
+    src, out = _check_folders(input_dir, output_dir)
 
+    explainer, model_path = _explainer_for(model, layer, jit_compile, names, unsafe, strategy)
+    if names is None:
+        names = explainer.class_names
+    size, channels, channels_first = _check_model(explainer, m, size_arg, pre)
+    fixed_target, target_map, target_desc = _resolve_targets(targets, src, names)
+    e0 = _preflight(
+        explainer, m, (size, channels, channels_first), fixed_target, target_map, names,
+        seed, run_params,
+    )  # fmt: skip
+    resolved_params = _plain(dict(e0.params))
+    layer_paths = list(e0.layer) if e0.layer else None
+    settings = _plain({
+        "input_dir": str(src.resolve()),
+        "model": models_io.fingerprint(explainer.model),
+        "method": m.name,
+        "params": resolved_params,
+        "layer": layer_paths,
+        "targets": target_desc,
+        "image_size": list(size),
+        "preprocess": pre.spec,
+        "formats": list(fmt),
+        "alpha": float(alpha),
+        "colormap": str(colormap).strip().lower(),
+        "png_compression": None if png_compression is None else int(png_compression),
+        "class_names": list(names) if names else None,
+        "max_pixels": max_pixels,
+    })  # fmt: skip
+
+    _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        done = _open_output(out, settings, overwrite, model_path, batch_size)
+        out_stat = os.stat(out)
+        entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
+        plan = _Plan(
+            explainer=explainer, method=m, out=out, formats=fmt, batch_size=batch_size,
+            seed=seed, params=run_params, fixed_target=fixed_target, target_map=target_map,
+            names=names, row_params=resolved_params, layer=layer_paths, strategy=strategy,
+            workers=workers, progress=progress, settings=settings,
+        )  # fmt: skip
+        loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
+        writer = _Writer(
+            out, e0.display, e0.inputs_info[0].channel_axis, bool(e0.fused and e0.fused[0]),
+            style,
+        )  # fmt: skip
+        return _run(plan, loader, writer, entries, done, started)
+
+
+# ------------------------------------------------------------------------ the stages of export()
+
+
+def _check_folders(input_dir: Any, output_dir: Any) -> tuple[Path, Path]:
+    """The input folder (must exist) and the output folder (must be another one)."""
     src = Path(os.fspath(input_dir))
     out = Path(os.fspath(output_dir))
     if not src.is_dir():
@@ -220,29 +272,38 @@ def export(
                         "Check the path." if not src.exists() else "It is a file, not a folder.")  # fmt: skip
     if out.exists() and src.resolve() == out.resolve():
         raise bad_value("output_dir", "a folder other than input_dir", str(out))
+    return src, out
 
-    # ---------------------------------------------------------------------- model
-    model_path = None
+
+def _explainer_for(
+    model: Any, layer: Any, jit_compile: Any, names: Any, unsafe: bool, strategy: Any
+) -> tuple[Any, str | None]:
+    """The :class:`~xai.explain.Explainer` to run (loaded from a path under ``strategy``)."""
+    from ..explain import Explainer
+
     if isinstance(model, Explainer):
-        explainer = model
-        if layer is not None and layer != explainer.layer:
+        if layer is not None and layer != model.layer:
             raise bad_value(
                 "layer",
-                f"None or the Explainer's own layer ({explainer.layer!r})",
+                f"None or the Explainer's own layer ({model.layer!r})",
                 layer,
                 "Build the Explainer with layer=... instead.",
             )
-    else:
-        if isinstance(model, (str, os.PathLike)):
-            model_path = os.fspath(model)
-            scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-            with scope:
-                model = models_io.load_model(model_path, unsafe=unsafe)
-        explainer = Explainer(model, layer=layer, jit_compile=jit_compile, class_names=names)
-    keras_model = explainer.model
-    if names is None:
-        names = explainer.class_names
-    opaque = models_io.opaque_layers(keras_model)
+        return model, None
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        model_path = os.fspath(model)
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            model = models_io.load_model(model_path, unsafe=unsafe)
+    return Explainer(model, layer=layer, jit_compile=jit_compile, class_names=names), model_path
+
+
+def _check_model(
+    explainer: Any, m: Any, size_arg: tuple[int, int] | None, pre: Preprocess
+) -> tuple[tuple[int, int], int, bool]:
+    """(size, channels, channels_first) of the model's image input; refuses what cannot run."""
+    opaque = models_io.opaque_layers(explainer.model)
     if opaque and m.needs_layer:
         raise XaiValueError(
             f"`method` {m.name!r} needs the activations of a convolutional layer, but this model "
@@ -250,7 +311,7 @@ def export(
             "Keras layers inside to tap. Use an input-gradient method (method='saliency', "
             "'smoothgrad' or 'integrated_gradients'), or export the original .keras/.h5 model."
         )
-    size, channels, channels_first = _model_input(keras_model, size_arg, explainer.data_format)
+    size, channels, channels_first = _model_input(explainer.model, size_arg, explainer.data_format)
     probe = np.asarray(pre(np.zeros((2, *size, channels), np.float32)))
     if probe.shape != (2, *size, channels):
         raise bad_value(
@@ -258,15 +319,27 @@ def export(
             f"a function that keeps the batch shape (2, {size[0]}, {size[1]}, {channels})",
             probe,
         )
+    return size, channels, channels_first
 
-    fixed_target, target_map, target_desc = _resolve_targets(targets, src, names)
-    # Preflight on one blank image: structural problems (layer, method, targets) fail here, before
-    # any file is touched, and the compiled step is traced once.
+
+def _preflight(
+    explainer: Any,
+    m: Any,
+    layout: tuple[tuple[int, int], int, bool],
+    fixed_target: int | None,
+    target_map: dict[str, int] | None,
+    names: tuple[str, ...] | None,
+    seed: int,
+    run_params: dict[str, Any],
+) -> Any:
+    """One blank image through the method: structural problems (layer, method, targets, class
+    names) fail here, before any file is touched, and the compiled step is traced once."""
+    size, channels, channels_first = layout
     blank = np.zeros((1, *size, channels), np.float32)
     if channels_first:
         blank = blank.transpose(0, 3, 1, 2)
     e0 = explainer.explain(
-        blank, m, targets=fixed_target, batch_size=1, seed=int(seed), progress=False, **run_params
+        blank, m, targets=fixed_target, batch_size=1, seed=seed, progress=False, **run_params
     )
     tap = explainer.engine(m.needs_layer).tap
     k = targets_mod.num_classes(tap.head, tap.num_logits)
@@ -284,58 +357,26 @@ def export(
             raise bad_value(
                 "targets", f"class indices in [0, {k - 1}]", cls, f"In the CSV row for {rel!r}."
             )
-    resolved_params = _plain(dict(e0.params))
-    layer_paths = list(e0.layer) if e0.layer else None
+    return e0
 
-    settings = _plain({
-        "input_dir": str(src.resolve()),
-        "model": models_io.fingerprint(keras_model),
-        "method": m.name,
-        "params": resolved_params,
-        "layer": layer_paths,
-        "targets": target_desc,
-        "image_size": list(size),
-        "preprocess": pre.spec,
-        "formats": list(fmt),
-        "alpha": float(alpha),
-        "colormap": str(colormap).strip().lower(),
-        "png_compression": None if png_compression is None else int(png_compression),
-        "class_names": list(names) if names else None,
-        "max_pixels": max_pixels,
-    })  # fmt: skip
 
-    # ---------------------------------------------------------------------- output folder
-    _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
-    out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
-        resuming = _check_output_dir(out, settings, overwrite)
-        if not resuming:
-            io.write_json(
-                out / CONFIG_NAME,
-                {"settings": settings, "xai_version": __version__, "model_path": model_path,
-                 "batch_size": int(batch_size)},
-            )  # fmt: skip
-        removed = _clean_temporaries(out)
-        if removed:
-            log.info("xai export: removed %d temporary file(s) left by an interrupted run", removed)
-        manifest_path = out / MANIFEST_NAME
-        _repair_tail(manifest_path)
-        done = _done_set(manifest_path, out) if resuming else set()
-
-        out_stat = os.stat(out)
-        entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
-        plan = _Plan(
-            explainer=explainer, method=m, out=out, formats=fmt, batch_size=int(batch_size),
-            seed=int(seed), params=run_params, fixed_target=fixed_target, target_map=target_map,
-            names=names, row_params=resolved_params, layer=layer_paths, strategy=strategy,
-            workers=int(workers), progress=progress, settings=settings,
+def _open_output(
+    out: Path, settings: dict[str, Any], overwrite: bool, model_path: str | None, batch_size: int
+) -> set[str]:
+    """Start or resume the export in ``out`` (locked); returns the images already done."""
+    resuming = _check_output_dir(out, settings, overwrite)
+    if not resuming:
+        io.write_json(
+            out / CONFIG_NAME,
+            {"settings": settings, "xai_version": __version__, "model_path": model_path,
+             "batch_size": int(batch_size)},
         )  # fmt: skip
-        loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
-        writer = _Writer(
-            out, e0.display, e0.inputs_info[0].channel_axis, bool(e0.fused and e0.fused[0]),
-            style,
-        )  # fmt: skip
-        return _run(plan, loader, writer, entries, done, started)
+    removed = _clean_temporaries(out)
+    if removed:
+        log.info("xai export: removed %d temporary file(s) left by an interrupted run", removed)
+    manifest_path = out / MANIFEST_NAME
+    _repair_tail(manifest_path)
+    return _done_set(manifest_path, out) if resuming else set()
 
 
 @dataclass(frozen=True)
@@ -429,6 +470,14 @@ def _run(
     finally:
         manifest.close()
 
+    return _summarise(plan, entries, already_done, processed, started)
+
+
+def _summarise(
+    plan: _Plan, entries: list[_Entry], already_done: int, processed: int, started: float
+) -> ExportSummary:
+    """Rewrite the manifest in walk order, count it, and write ``summary.json``."""
+    out = plan.out
     counts = _compact(out / MANIFEST_NAME, [e.rel for e in entries])
     elapsed = time.perf_counter() - started
     failures: list[tuple[str, str]] = []
