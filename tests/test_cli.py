@@ -102,3 +102,34 @@ def test_entry_points():
     assert "example:" in help_text and "--method" in help_text
     version = subprocess.run([sys.executable, "-m", "xai", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"xai {xai.__version__}"
+
+
+def test_explain_outputs_never_collide_and_a_manifest_records_the_run(tmp_path, saved_model):
+    rng = np.random.default_rng(1)
+    paths = [tmp_path / "a" / "cat.png", tmp_path / "a" / "cat.jpg", tmp_path / "b" / "cat.png"]
+    for p in paths:
+        p.parent.mkdir(exist_ok=True)
+        import cv2
+
+        cv2.imwrite(str(p), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("zero\none\ntwo\nthree\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["explain", str(saved_model), *map(str, paths), "--out", str(out), "--labels",
+            str(labels), "--targets", "two", "--method", "smoothgrad", "--param", "num_samples=2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    manifest = __import__("json").loads((out / "manifest.json").read_text(encoding="utf-8"))
+    overlays = [r["overlay"] for r in manifest["files"]]
+    assert len(set(overlays)) == 3 and all((out / o).exists() for o in overlays)
+    assert overlays[1] == "cat_jpg_smoothgrad.png"
+    assert overlays[0].startswith("cat_png~") and overlays[2].startswith("cat_png~")
+    assert {r["target"] for r in manifest["files"]} == {2}
+    assert manifest["params"]["num_samples"] == 2
+    assert isinstance(manifest["seed"], int) and manifest["seed"] == manifest["params"]["seed"]
+    assert manifest["class_names"] == ["zero", "one", "two", "three"]
+
+
+def test_cli_is_not_imported_by_the_library():
+    code = "import sys, xai; xai.explain; print('xai.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

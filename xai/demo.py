@@ -9,10 +9,8 @@ probability) and a manifest with the pointing-game score of each map against the
 
 from __future__ import annotations
 
-import argparse
 import csv
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -183,39 +181,4 @@ def _figure_png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="explain the shipped model on the shipped sample images (Grad-CAM + SmoothGrad)",
-        epilog="example:\n  xai demo --out xai-demo",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", default="xai-demo", help="output folder (default: xai-demo)")
-    p.add_argument("--images", default=None, help="a save_image_folder folder (default: the shipped sample)")
-    p.add_argument("--model", default=None, help="a .keras model (default: the shipped shapes CNN)")
-    p.add_argument("--grid-rows", type=int, default=12, help="images shown in grid.png")
-    p.add_argument("--no-audit", action="store_true", help="skip the audit report (audit/report.html)")
-
-
-def run(args: Any) -> int:
-    manifest = run_demo(
-        args.out, images=args.images, model_path=args.model, grid_rows=args.grid_rows,
-        audit=not getattr(args, "no_audit", False),
-    )
-    out = Path(args.out)
-    print(f"xai demo: {manifest['num_images']} images from {manifest['images']}")
-    print(f"  model {manifest['model']} (layer {', '.join(manifest['layer'])}), accuracy {manifest['accuracy']:.2f}")
-    pg = manifest["pointing_game"]
-    print(f"  pointing game (map maximum on the object): Grad-CAM {pg['gradcam']:.0%}, SmoothGrad {pg['smoothgrad']:.0%}")
-    n_overlays = sum(1 for f in manifest["files"] if f.startswith("overlays/"))
-    print(f"  wrote {n_overlays} overlays under {out / 'overlays'}/")
-    print(f"  wrote {out / 'grid.png'} (image | Grad-CAM | SmoothGrad)")
-    if manifest["audit_flags"] is not None:
-        raised = "; ".join(manifest["audit_flags"]) or "no flags raised"
-        print(f"  wrote {out / 'audit' / 'report.html'} (audit: {raised})")
-    print(f"  wrote {out / 'manifest.json'}")
-    print(f"  done in {manifest['seconds']:.1f} s")
-    return 0
-
-
-__all__: Sequence[str] = ["load_sample", "run_demo", "shipped_model_path"]
+__all__ = ["load_sample", "run_demo", "shipped_model_path"]

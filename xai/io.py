@@ -26,6 +26,13 @@ from numpy.typing import ArrayLike
 
 from xai.errors import XaiError, bad_type, bad_value
 
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    ".png .jpg .jpeg .jpe .jfif .bmp .dib .tif .tiff .webp .gif .pbm .pgm .ppm .pnm .pfm .sr "
+    ".ras .jp2 .avif .exr .hdr .pic".split()
+)
+"""File suffixes treated as images (case-insensitive); other files are listed as skipped."""
+
+
 __all__ = [
     "MAX_PIXELS",
     "atomic_write_bytes",

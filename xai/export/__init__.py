@@ -60,7 +60,6 @@ object), each batch of ``batch_size`` images is split evenly over the replicas' 
 compiled steps run concurrently; the results are the same as on one device up to float rounding.
 """
 
-from .cli import add_parser, run
 from .journal import CONFIG_NAME, LOCK_NAME, MANIFEST_NAME, SUMMARY_NAME
 from .naming import output_paths, output_stem
 from .options import FORMATS
@@ -76,9 +75,7 @@ __all__ = [
     "MANIFEST_NAME",
     "SUMMARY_NAME",
     "ExportSummary",
-    "add_parser",
     "export",
     "output_paths",
     "output_stem",
-    "run",
 ]

@@ -9,11 +9,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    ".png .jpg .jpeg .jpe .jfif .bmp .dib .tif .tiff .webp .gif .pbm .pgm .ppm .pnm .pfm .sr "
-    ".ras .jp2 .avif .exr .hdr .pic".split()
-)
-"""File suffixes treated as images (case-insensitive); other files are listed as skipped."""
+from ..io import IMAGE_SUFFIXES
 
 # ------------------------------------------------------------------------------------ walking
 

@@ -10,81 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    return [v for item in values for v in item.split(",") if v]
-
-
-def load_folder(
-    data_dir: str | Path,
-    size: tuple[int, int] | None,
-    *,
-    labels: list[str] | None = None,
-    mask_dir: str | Path | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str], list[str]]:
-    """Read a class-per-sub-folder tree: (images, labels, masks or None, file names, class names)."""
-    from .. import io
-    from ..cli import UsageError
-
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise UsageError(
-            f"DATA_DIR must be a folder with one sub-folder per class. Received: {str(root)!r}."
-        )
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    classes = labels if labels else found
-    missing = [c for c in classes if c not in found]
-    if missing or not classes:
-        raise UsageError(
-            f"DATA_DIR {str(root)!r} must hold one sub-folder per class; missing {missing or 'all'} "
-            f"(found {found})."
-        )
-    images, ys, masks, names = [], [], [], []
-    for label, cls in enumerate(classes):
-        for path in sorted((root / cls).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-                continue
-            image = io.read_image(path)
-            if size is not None and None not in size:
-                image = io.resize_image(image, size)
-            images.append(image)
-            ys.append(label)
-            names.append(f"{cls}/{path.name}")
-            if mask_dir is not None:
-                mpath = Path(mask_dir) / cls / (path.stem + ".png")
-                if not mpath.exists():
-                    raise UsageError(f"No mask for {path}: expected {mpath}.")
-                mask = io.read_image(mpath)[..., 0] > 0
-                if mask.shape != image.shape[:2]:
-                    import cv2
-
-                    mask = (
-                        cv2.resize(
-                            mask.astype(np.uint8),
-                            image.shape[1::-1],
-                            interpolation=cv2.INTER_NEAREST,
-                        )
-                        > 0
-                    )
-                masks.append(mask)
-    if not images:
-        raise UsageError(f"No images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}.")
-    return (
-        np.stack(images),
-        np.array(ys),
-        (np.stack(masks) if masks else None),
-        names,
-        list(classes),
-    )
+from .common import load_model
 
 
 def add_parser(subparsers: Any) -> None:
@@ -121,17 +49,17 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import methods as methods_mod
-    from ..cli import load_model
+    from ..audit.checks import audit
+    from ..audit.data import load_folder, split_names
     from ..methods.registry import Method
-    from .checks import audit
 
-    method_names = _split(args.methods) or ["gradcam"]
+    method_names = split_names(args.methods) or ["gradcam"]
     for m in method_names:
         methods_mod.get(m)  # did-you-mean before loading anything
     model = load_model(args.model, unsafe=args.unsafe)
     size = tuple(model.inputs[0].shape[1:3])
     images, labels, masks, names, classes = load_folder(
-        args.data_dir, size, labels=_split(args.labels), mask_dir=args.masks
+        args.data_dir, size, labels=split_names(args.labels), mask_dir=args.masks
     )
     params: dict[str, dict[str, Any]] = {}
     if args.num_samples is not None:
@@ -162,6 +90,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  wrote {p}")
     sys.stdout.flush()
     return 0
-
-
-__all__ = ["add_parser", "load_folder", "run"]

@@ -1,24 +1,17 @@
-"""``xai export`` on the command line: the argparse adapter over :func:`xai.export.export`."""
-
+"""``xai export``: the argparse adapter over :func:`xai.export.export`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import re
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from ..errors import XaiValueError
+from ..export.options import FORMATS
 from ..preprocessing import PRESETS
-from .options import FORMATS
-from .pipeline import export
+from .common import parse_params, parse_targets
 
 log = logging.getLogger("xai.export")
-
-# ------------------------------------------------------------------------------------ CLI
 
 EXAMPLE = """examples:
   xai export model.keras photos/ heatmaps/
@@ -121,28 +114,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise XaiValueError(
-                f"--param must be NAME=VALUE. Received: {item!r}. Example: --param num_samples=10."
-            )
-        try:
-            params[name.strip()] = json.loads(value)
-        except ValueError:
-            params[name.strip()] = value
-    return params
-
-
-def _parse_cli_targets(text: str) -> Any:
-    text = text.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    return text
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``xai export`` from parsed arguments; returns the exit code (0, 1 or 2 via errors)."""
     strategy = None
@@ -157,13 +128,16 @@ def run(args: argparse.Namespace) -> int:
                 "xai export: --multi-gpu needs several GPUs; %d visible, running on one device.",
                 len(gpus),
             )
+    from ..export import export
+
+    targets = parse_targets(args.targets)
     summary = export(
         args.model,
         args.input_dir,
         args.output_dir,
         method=args.method,
         layer=args.layer,
-        targets=_parse_cli_targets(args.targets),
+        targets="predicted" if targets is None else targets,
         batch_size=args.batch_size,
         image_size=args.image_size,
         preprocess=args.preprocess,
@@ -175,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         colormap=args.colormap,
         png_compression=args.png_compression,
         seed=args.seed,
-        params=_parse_params(args.param),
+        params=parse_params(args.param),
         max_pixels=args.max_pixels,
         strategy=strategy,
         workers=args.workers,
