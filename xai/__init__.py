@@ -5,6 +5,7 @@ its layers and weights and return the pre-softmax logits plus chosen intermediat
 """
 
 from . import audit, methods  # audit: a callable package, xai.audit(model, images, labels, ...)
+from .audit import run_audit
 from ._version import __version__
 from .engine import Engine
 from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
@@ -34,6 +35,7 @@ __all__ = [
     "layer_paths",
     "logits_model",
     "methods",
+    "run_audit",
     "smooth",
     "tap",
 ]

@@ -55,6 +55,12 @@ def probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.ndarray 
     return None
 
 
+def class_probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.ndarray:
+    """Probabilities per class: the model's own, or a softmax of the logits for a linear head."""
+    p = probabilities(logits, head, num_logits)
+    return p if p is not None else probabilities(logits, "softmax", num_logits)  # type: ignore[return-value]
+
+
 def resolve(targets: TargetSpec, n: int, head: str, num_logits: int) -> np.ndarray | Callable[[Any], Any]:
     """Normalise ``targets`` for ``n`` samples.
 

@@ -1,22 +1,21 @@
 """Model audits: is the model right for the right reasons? (localisation, faithfulness, sanity).
 
-``xai.audit(model, images, labels, masks=...)`` runs every check and returns an
-:class:`AuditReport`. ``xai.audit`` is this package made callable (calling it calls
-:func:`xai.audit.checks.audit`, also reachable as ``xai.audit.run_audit``), so that the submodules
-stay importable as ``xai.audit.localisation`` etc. A plain function re-exported under the package's
-name would shadow the package for ``import xai.audit.x as y``.
+``xai.run_audit(model, images, labels, masks=...)`` runs every check and returns an
+:class:`AuditReport`; it is a composition of checks (:mod:`.checks`: explanations, faithfulness,
+localisation, sanity, flags, gallery), each returning a small result. ``xai.audit(...)`` calls the
+same function: this package is made callable for that, because a plain function re-exported under
+the package's name would shadow the package for ``import xai.audit.x as y`` (kept working for
+compatibility).
 """
 
 import sys as _sys
 import types as _types
 
-from .checks import THRESHOLDS, audit
+from .checks import THRESHOLDS, audit, run_audit
 from .faithfulness import auc
 from .localisation import energy_inside, pointing_game
 from .report import AuditReport, Flag
 from .sanity import EDGE_DETECTOR, spearman, ssim
-
-run_audit = audit
 
 
 class _CallableModule(_types.ModuleType):

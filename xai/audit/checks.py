@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -25,7 +26,7 @@ from ..errors import bad_type, bad_value
 from ..explain import Explainer
 from ..methods.registry import Method
 from . import faithfulness, sanity
-from .localisation import energy_inside, pointing_game
+from .localisation import energy_inside, iou, pointing_game
 from .report import AuditReport, Flag
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,6 @@ THRESHOLDS: dict[str, float] = {
     # IoU: a heatmap pixel is "on" at or above this value (heatmaps are in [0, 1])
     "iou_threshold": 0.5,
 }
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _class_probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.ndarray:
-    """The model's class probabilities; a softmax of the logits for a linear head."""
-    p = targets_mod.probabilities(logits, head, num_logits)
-    return p if p is not None else _softmax(np.asarray(logits).reshape(len(logits), -1))
-
-
-def _method_name(m: str | Method) -> str:
-    return m.name if isinstance(m, Method) else str(m)
 
 
 def _check_inputs(
@@ -146,81 +131,186 @@ def audit(
     method_objs = [methods_mod.get(m) for m in methods]
     if not method_objs:
         raise bad_value("methods", "at least one method", methods)
-    method_params = {k: dict(v) for k, v in (method_params or {}).items()}
-    method_names = [m.name for m in method_objs]
-    n = len(x)
     rng = np.random.default_rng(seed)
-
     explainer = Explainer(model, layer=layer, class_names=class_names)
-    sanity_idx = np.sort(rng.choice(n, size=min(n, int(sanity_images)), replace=False))
+    sanity_idx = np.sort(rng.choice(len(x), size=min(len(x), int(sanity_images)), replace=False))
     n_stages_est = len(sanity.weighted_layers(model))
     if sanity_stages is not None:
         n_stages_est = min(n_stages_est, max(1, int(sanity_stages)))
     total = 2 * len(method_objs) + 1 + (1 if masks_arr is not None else 0) + n_stages_est + 2
     bar = tqdm(
-        total=total,
-        desc="xai audit",
-        unit="stage",
-        disable=None if progress is None else not progress,
+        total=total, desc="xai audit", unit="stage", disable=None if progress is None else not progress
+    )
+    run = _explain_all(
+        explainer, x, y, masks_arr, names, class_names, method_objs,
+        {k: dict(v) for k, v in (method_params or {}).items()}, seed, batch_size, bar,
+    )  # fmt: skip
+    faith = check_faithfulness(run, num_steps, deletion_baseline, bar)
+    loc = check_localisation(run, tolerance, bar) if masks_arr is not None else None
+    sanity_res = check_sanity(run, model, sanity_idx, sanity_stages, layer, bar)
+    flags = [
+        *sanity_flags(run, sanity_res),
+        *deletion_flags(run, faith),
+        *(shortcut_flags(run, loc) if loc is not None else []),
+    ]
+    bar.set_postfix_str("gallery", refresh=False)
+    gallery, gallery_images = _gallery(run, loc, gallery_size)
+    bar.update()
+    bar.close()
+    first = run.first
+    return AuditReport(
+        num_images=len(x),
+        class_names=tuple(run.class_names),
+        methods=tuple(run.method_names),
+        primary=run.method_names[0],
+        layer=list(first.layer or ()),
+        accuracy=float(run.correct.mean()),
+        confusion=run.confusion.tolist(),
+        faithfulness={
+            "num_steps": int(num_steps),
+            "deletion_baseline": deletion_baseline,
+            "methods": faith,
+        },
+        localisation=loc.report if loc is not None else None,
+        sanity=sanity_res,
+        flags=tuple(flags),
+        thresholds=dict(THRESHOLDS),
+        gallery=gallery,
+        gallery_images=gallery_images,
+        params={
+            "seed": int(seed),
+            "batch_size": int(batch_size),
+            "method_params": {name: dict(run.expl[name].params) for name in run.method_names},
+            "sanity_images": int(len(sanity_idx)),
+            "sanity_stages": sanity_stages,
+        },
+        seconds=round(time.perf_counter() - start, 2),
     )
 
-    def stage(text: str) -> None:
-        bar.set_postfix_str(text, refresh=False)
 
-    # ---- explanations and predictions
+run_audit = audit  # the plain name of this function (``xai.audit(...)`` calls it too)
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class AuditRun:
+    """What every check reads: the inputs, the explainer, the explanations and the predictions."""
+
+    x: np.ndarray
+    y: np.ndarray
+    masks: np.ndarray | None
+    names: list[str] | None
+    class_names: list[str]
+    explainer: Explainer
+    methods: list[Method]
+    method_params: dict[str, dict[str, Any]]
+    expl: dict[str, Any]
+    preds: np.ndarray
+    probs: np.ndarray
+    confusion: np.ndarray
+    seed: int
+    batch_size: int
+    bar: Any
+
+    @property
+    def method_names(self) -> list[str]:
+        return [m.name for m in self.methods]
+
+    @property
+    def first(self) -> Any:
+        return self.expl[self.method_names[0]]
+
+    @property
+    def correct(self) -> np.ndarray:
+        return np.asarray(self.preds == self.y)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def stage(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+
+    def heatmaps(self, explainer: Explainer, x: np.ndarray, m: Method, targets: Any) -> np.ndarray:
+        """Heatmaps of ``m`` on ``x`` with the audit's batch size, seed and method parameters."""
+        return explainer.explain(
+            x, m, targets=targets, batch_size=self.batch_size, seed=self.seed, progress=False,
+            **self.method_params.get(m.name, {}),
+        ).heatmap  # fmt: skip
+
+
+def _explain_all(
+    explainer: Explainer,
+    x: np.ndarray,
+    y: np.ndarray,
+    masks: np.ndarray | None,
+    names: list[str] | None,
+    class_names: Sequence[str] | None,
+    methods: list[Method],
+    method_params: dict[str, dict[str, Any]],
+    seed: int,
+    batch_size: int,
+    bar: Any,
+) -> AuditRun:
+    """Every method's explanations of ``x``, the predictions and the confusion matrix."""
     expl = {}
-    for m in method_objs:
-        stage(f"explain {m.name}")
+    for m in methods:
+        bar.set_postfix_str(f"explain {m.name}", refresh=False)
         expl[m.name] = explainer.explain(
             x, m, batch_size=batch_size, seed=seed, progress=False, **method_params.get(m.name, {})
         )
         bar.update()
-    first = expl[method_names[0]]
-    engine = explainer.engine(False)
-    tap = engine.tap
+    first = expl[methods[0].name]
+    tap = explainer.engine(False).tap
     k = targets_mod.num_classes(tap.head, tap.num_logits)
     if y.min() < 0 or y.max() >= k:
         raise bad_value("labels", f"class indices in [0, {k - 1}] (the model has {k} classes)", y)
-    if class_names is None:
-        class_names = [str(i) for i in range(k)]
-    class_names = [str(c) for c in class_names]
-    if len(class_names) != k:
+    names_k = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    if len(names_k) != k:
         raise bad_value("class_names", f"{k} names (one per class)", class_names)
     preds = first.predictions.astype(np.int64)
-    probs = _class_probabilities(first.logits, tap.head, tap.num_logits)
-    correct = preds == y
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (y, preds), 1)
+    return AuditRun(
+        x=x, y=y, masks=masks, names=names, class_names=names_k, explainer=explainer,
+        methods=methods, method_params=method_params, expl=expl, preds=preds,
+        probs=targets_mod.class_probabilities(first.logits, tap.head, tap.num_logits),
+        confusion=confusion, seed=seed, batch_size=batch_size, bar=bar,
+    )  # fmt: skip
 
-    # ---- faithfulness
-    _, ready = explainer.prepare(x)
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def check_faithfulness(
+    run: AuditRun, num_steps: int, deletion_baseline: str, bar: Any
+) -> dict[str, Any]:
+    """Deletion and insertion AUCs per method and for a random-attribution baseline."""
+    engine = run.explainer.engine(False)
+    tap = engine.tap
+    _, ready = run.explainer.prepare(run.x)
     model_x = ready[0]
 
     def probability(batch: np.ndarray) -> np.ndarray:
-        out = []
-        for s in range(0, len(batch), 256):
-            out.append(engine.forward([batch[s : s + 256]]))
-        return _class_probabilities(np.concatenate(out), tap.head, tap.num_logits)
+        out = [engine.forward([batch[s : s + 256]]) for s in range(0, len(batch), 256)]
+        return targets_mod.class_probabilities(np.concatenate(out), tap.head, tap.num_logits)
 
     chunk = max(1, 256 // (num_steps + 1))
-    heat = {name: e.heatmap for name, e in expl.items()}
-    random_heat = np.random.default_rng([seed, 1]).random(first.heatmap.shape).astype(np.float32)
+    heat = {name: e.heatmap for name, e in run.expl.items()}
+    random_heat = (
+        np.random.default_rng([run.seed, 1]).random(run.first.heatmap.shape).astype(np.float32)
+    )
     faith: dict[str, Any] = {}
     for name, h in [*heat.items(), ("random", random_heat)]:
-        stage(f"deletion/insertion {name}")
+        run.stage(f"deletion/insertion {name}")
         res = {}
         for mode in ("deletion", "insertion"):
             c = faithfulness.curves(
-                probability,
-                model_x,
-                h,
-                preds,
-                mode=mode,
-                num_steps=num_steps,
-                baseline=deletion_baseline,
-                chunk_size=chunk,
-                seed=seed,  # type: ignore[arg-type]
-            )
+                probability, model_x, h, run.preds, mode=mode, num_steps=num_steps,
+                baseline=deletion_baseline, chunk_size=chunk, seed=run.seed,  # type: ignore[arg-type]
+            )  # fmt: skip
             a = faithfulness.auc(c)
             res[mode] = {
                 "auc": float(a.mean()),
@@ -229,108 +319,104 @@ def audit(
             }
         faith[name] = res
         bar.update()
+    return faith
 
-    # ---- localisation
-    loc: dict[str, Any] | None = None
-    off_object: dict[str, np.ndarray] = {}
-    energies: dict[str, np.ndarray] = {}
-    if masks_arr is not None:
-        stage("localisation")
-        if tolerance is None:
-            tolerance = 0
-            for e in expl.values():
-                if e.layer_maps:
-                    lm = next(iter(e.layer_maps.values()))
-                    tolerance = int(np.ceil(x.shape[1] / lm.shape[1]))
-                    break
-        loc = {
-            "tolerance_px": int(tolerance),
-            "iou_threshold": THRESHOLDS["iou_threshold"],
-            "methods": {},
+
+@dataclass(frozen=True)
+class LocalisationResult:
+    """The report's localisation section, and per method and image what the gallery needs."""
+
+    report: dict[str, Any]
+    off_object: dict[str, np.ndarray]
+    energy: dict[str, np.ndarray]
+
+
+def check_localisation(run: AuditRun, tolerance: int | None, bar: Any) -> LocalisationResult:
+    """Pointing game, energy inside the mask and IoU per method (and per class)."""
+    assert run.masks is not None  # noqa: S101 - only called with masks
+    run.stage("localisation")
+    if tolerance is None:  # one feature-map cell of the CAM layer
+        tolerance = 0
+        for e in run.expl.values():
+            if e.layer_maps:
+                lm = next(iter(e.layer_maps.values()))
+                tolerance = int(np.ceil(run.x.shape[1] / lm.shape[1]))
+                break
+    report: dict[str, Any] = {
+        "tolerance_px": int(tolerance),
+        "iou_threshold": THRESHOLDS["iou_threshold"],
+        "methods": {},
+    }
+    off_object, energies = {}, {}
+    correct = run.correct
+    for name, e in run.expl.items():
+        h = e.heatmap
+        hits = pointing_game(h, run.masks, tolerance=int(tolerance))
+        en = energy_inside(h, run.masks)
+        overlap = iou(h, run.masks, threshold=THRESHOLDS["iou_threshold"])
+        off_object[name], energies[name] = ~hits, en
+        per_class = []
+        for c in range(run.num_classes):
+            sel = run.y == c
+            per_class.append({
+                "class": run.class_names[c],
+                "count": int(sel.sum()),
+                "pointing_game": float(hits[sel].mean()) if sel.any() else None,
+                "energy_inside": float(en[sel].mean()) if sel.any() else None,
+                "iou": float(overlap[sel].mean()) if sel.any() else None,
+            })  # fmt: skip
+        report["methods"][name] = {
+            "pointing_game": float(hits.mean()),
+            "energy_inside": float(en.mean()),
+            "iou": float(overlap.mean()),
+            "off_object_correct": float((~hits)[correct].mean()) if correct.any() else 0.0,
+            "num_correct": int(correct.sum()),
+            "per_class": per_class,
         }
-        for name, h in heat.items():
-            hits = pointing_game(h, masks_arr, tolerance=int(tolerance))
-            en = energy_inside(h, masks_arr)
-            on = h >= THRESHOLDS["iou_threshold"]
-            inter = (on & masks_arr).reshape(n, -1).sum(1)
-            union = (on | masks_arr).reshape(n, -1).sum(1)
-            iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-            off = ~hits
-            off_object[name] = off
-            energies[name] = en
-            per_class = []
-            for c_ in range(k):
-                sel = y == c_
-                per_class.append(
-                    {
-                        "class": class_names[c_],
-                        "count": int(sel.sum()),
-                        "pointing_game": float(hits[sel].mean()) if sel.any() else None,
-                        "energy_inside": float(en[sel].mean()) if sel.any() else None,
-                        "iou": float(iou[sel].mean()) if sel.any() else None,
-                    }
-                )
-            loc["methods"][name] = {
-                "pointing_game": float(hits.mean()),
-                "energy_inside": float(en.mean()),
-                "iou": float(iou.mean()),
-                "off_object_correct": float(off[correct].mean()) if correct.any() else 0.0,
-                "num_correct": int(correct.sum()),
-                "per_class": per_class,
-            }
-        bar.update()
+    bar.update()
+    return LocalisationResult(report, off_object, energies)
 
-    # ---- sanity: cascading randomisation on a clone, then the random-logit test
-    xs = x[sanity_idx]
-    ts = preds[sanity_idx].astype(np.int32)
-    originals = {name: heat[name][sanity_idx] for name in method_names}
+
+def check_sanity(
+    run: AuditRun,
+    model: keras.Model,
+    sanity_idx: np.ndarray,
+    sanity_stages: int | None,
+    layer: Any,
+    bar: Any,
+) -> dict[str, Any]:
+    """Cascading randomisation on a clone, then the random-logit test (Adebayo et al. 2018)."""
+    xs = run.x[sanity_idx]
+    ts = run.preds[sanity_idx].astype(np.int32)
+    originals = {m.name: run.expl[m.name].heatmap[sanity_idx] for m in run.methods}
     cache: dict[str, Explainer] = {}
+    first = run.first
 
     def explain_clone(clone: keras.Model) -> dict[str, np.ndarray]:
         if "e" not in cache:
             cache["e"] = Explainer(clone, layer=first.layer if first.layer else layer)
-        ex = cache["e"]
-        return {
-            m.name: ex.explain(
-                xs,
-                m,
-                targets=ts,
-                batch_size=batch_size,
-                seed=seed,
-                progress=False,
-                **method_params.get(m.name, {}),
-            ).heatmap
-            for m in method_objs
-        }
+        return {m.name: run.heatmaps(cache["e"], xs, m, ts) for m in run.methods}
 
     def on_stage(layer_name: str) -> None:
-        stage(f"randomised {layer_name}")
+        run.stage(f"randomised {layer_name}")
         bar.update()
 
     stage_names, randomised = sanity.cascading_randomisation(
-        model, explain_clone, max_stages=sanity_stages, seed=seed, on_stage=on_stage
+        model, explain_clone, max_stages=sanity_stages, seed=run.seed, on_stage=on_stage
     )
-    stage("random logit")
-    other = ((ts + np.random.default_rng([seed, 2]).integers(1, k, size=len(ts))) % k).astype(
-        np.int32
-    )
-    sanity_res: dict[str, Any] = {
+    run.stage("random logit")
+    k = run.num_classes
+    shift = np.random.default_rng([run.seed, 2]).integers(1, k, size=len(ts))
+    other = ((ts + shift) % k).astype(np.int32)
+    result: dict[str, Any] = {
         "layers": stage_names,
         "num_images": int(len(sanity_idx)),
         "methods": {},
     }
-    for m in method_objs:
+    for m in run.methods:
         cmp = sanity.compare(originals[m.name], randomised[m.name])
-        rl = explainer.explain(
-            xs,
-            m,
-            targets=other,
-            batch_size=batch_size,
-            seed=seed,
-            progress=False,
-            **method_params.get(m.name, {}),
-        ).heatmap
-        sanity_res["methods"][m.name] = {
+        rl = run.heatmaps(run.explainer, xs, m, other)
+        result["methods"][m.name] = {
             "spearman": cmp["spearman"],
             "ssim": cmp["ssim"],
             "mean_spearman": float(np.mean(cmp["spearman"])),
@@ -340,27 +426,38 @@ def audit(
             "random_logit_ssim": float(np.mean(sanity.ssim(originals[m.name], rl))),
         }
     bar.update()
+    return result
 
-    # ---- flags
-    flags: list[Flag] = []
-    for name in method_names:
+
+# ------------------------------------------------------------------------------------ flags
+
+
+def sanity_flags(run: AuditRun, sanity_res: dict[str, Any]) -> list[Flag]:
+    limit = THRESHOLDS["sanity_spearman"]
+    flags = []
+    for name in run.method_names:
         s = sanity_res["methods"][name]["mean_spearman"]
         flags.append(
             Flag(
                 key="sanity_randomisation",
                 method=name,
-                raised=bool(s > THRESHOLDS["sanity_spearman"]),
+                raised=bool(s > limit),
                 value=s,
-                threshold=THRESHOLDS["sanity_spearman"],
+                threshold=limit,
                 message=f"{name} explanations fail the randomisation sanity check"
-                if s > THRESHOLDS["sanity_spearman"]
+                if s > limit
                 else f"{name} explanations pass the randomisation sanity check",
                 rule="Spearman rank correlation between the original maps and the maps of the "
                 "cascade-randomised model (top layer, top two, ..., all layers re-initialised), "
-                f"averaged over the {len(stage_names)} stages, > {THRESHOLDS['sanity_spearman']:g} fails",
+                f"averaged over the {len(sanity_res['layers'])} stages, > {limit:g} fails",
             )
         )
-    for name in method_names:
+    return flags
+
+
+def deletion_flags(run: AuditRun, faith: dict[str, Any]) -> list[Flag]:
+    flags = []
+    for name in run.method_names:
         d, r = faith[name]["deletion"]["auc"], faith["random"]["deletion"]["auc"]
         flags.append(
             Flag(
@@ -375,88 +472,81 @@ def audit(
                 rule="deletion AUC >= the random-attribution baseline's deletion AUC is flagged",
             )
         )
-    if loc is not None:
-        for name in method_names:
-            frac = loc["methods"][name]["off_object_correct"]
-            raised = bool(frac > THRESHOLDS["off_object"] and correct.any())
-            flags.append(
-                Flag(
-                    key="shortcut",
-                    method=name,
-                    raised=raised,
-                    value=frac,
-                    threshold=THRESHOLDS["off_object"],
-                    message=f"{name}: attention falls outside the object on {frac:.0%} of correctly "
-                    "classified images" + (" (possible shortcut)" if raised else ""),
-                    rule=f"the map's maximum misses the object mask (pointing game, tolerance "
-                    f"{loc['tolerance_px']} px = one feature-map cell) on > "
-                    f"{THRESHOLDS['off_object']:.0%} of the correctly classified images",
-                )
+    return flags
+
+
+def shortcut_flags(run: AuditRun, loc: LocalisationResult) -> list[Flag]:
+    limit = THRESHOLDS["off_object"]
+    flags = []
+    for name in run.method_names:
+        frac = loc.report["methods"][name]["off_object_correct"]
+        raised = bool(frac > limit and run.correct.any())
+        flags.append(
+            Flag(
+                key="shortcut",
+                method=name,
+                raised=raised,
+                value=frac,
+                threshold=limit,
+                message=f"{name}: attention falls outside the object on {frac:.0%} of correctly "
+                "classified images" + (" (possible shortcut)" if raised else ""),
+                rule=f"the map's maximum misses the object mask (pointing game, tolerance "
+                f"{loc.report['tolerance_px']} px = one feature-map cell) on > "
+                f"{limit:.0%} of the correctly classified images",
             )
-    # primary method decides the headline shortcut alarm
-    stage("gallery")
-    primary = method_names[0]
-    if masks_arr is not None:
-        cand = np.flatnonzero(correct & off_object[primary])
-        cand = cand[np.argsort(energies[primary][cand], kind="stable")]
+        )
+    return flags
+
+
+def _gallery(
+    run: AuditRun, loc: LocalisationResult | None, gallery_size: int
+) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray]]]:
+    """The worst cases of the primary method: off-object correct predictions (with masks, least
+    energy inside first) or misclassifications (most confident first)."""
+    primary = run.method_names[0]
+    x, correct, probs = run.x, run.correct, run.probs
+    if loc is not None:
+        cand = np.flatnonzero(correct & loc.off_object[primary])
+        cand = cand[np.argsort(loc.energy[primary][cand], kind="stable")]
         reason = "correct prediction, attention off the object"
     else:
         cand = np.flatnonzero(~correct)
         cand = cand[np.argsort(-probs[cand].max(axis=1), kind="stable")]
         reason = "misclassified (most confident first)"
     cand = cand[: int(gallery_size)]
-    gallery = []
-    gallery_images = []
-    if len(cand):
-        from ..viz import to_display
+    gallery: list[dict[str, Any]] = []
+    gallery_images: list[tuple[np.ndarray, np.ndarray]] = []
+    if not len(cand):
+        return gallery, gallery_images
+    from ..viz import to_display
 
-        shown = to_display(x[cand][..., :3] if x.shape[-1] >= 3 else np.repeat(x[cand], 3, -1))
-        overlays = expl[primary][cand].overlay() if x.shape[-1] in (3, 4) else shown
-        for j, i in enumerate(cand):
-            gallery.append(
-                {
-                    "index": int(i),
-                    "name": names[i] if names is not None else f"image {int(i)}",
-                    "true": class_names[int(y[i])],
-                    "predicted": class_names[int(preds[i])],
-                    "probability": float(probs[i, preds[i]]),
-                    "energy_inside": float(energies[primary][i]) if primary in energies else None,
-                    "reason": reason,
-                    "method": primary,
-                }
-            )
-            gallery_images.append((np.asarray(shown[j])[..., :3], np.asarray(overlays[j])[..., :3]))
-    bar.update()
-    bar.close()
-
-    return AuditReport(
-        num_images=n,
-        class_names=tuple(class_names),
-        methods=tuple(method_names),
-        primary=primary,
-        layer=list(first.layer or ()),
-        accuracy=float(correct.mean()),
-        confusion=confusion.tolist(),
-        faithfulness={
-            "num_steps": int(num_steps),
-            "deletion_baseline": deletion_baseline,
-            "methods": faith,
-        },
-        localisation=loc,
-        sanity=sanity_res,
-        flags=tuple(flags),
-        thresholds=dict(THRESHOLDS),
-        gallery=gallery,
-        gallery_images=gallery_images,
-        params={
-            "seed": int(seed),
-            "batch_size": int(batch_size),
-            "method_params": {name: dict(expl[name].params) for name in method_names},
-            "sanity_images": int(len(sanity_idx)),
-            "sanity_stages": sanity_stages,
-        },
-        seconds=round(time.perf_counter() - start, 2),
-    )
+    shown = to_display(x[cand][..., :3] if x.shape[-1] >= 3 else np.repeat(x[cand], 3, -1))
+    overlays = run.expl[primary][cand].overlay() if x.shape[-1] in (3, 4) else shown
+    for j, i in enumerate(cand):
+        gallery.append({
+            "index": int(i),
+            "name": run.names[i] if run.names is not None else f"image {int(i)}",
+            "true": run.class_names[int(run.y[i])],
+            "predicted": run.class_names[int(run.preds[i])],
+            "probability": float(probs[i, run.preds[i]]),
+            "energy_inside": float(loc.energy[primary][i]) if loc is not None else None,
+            "reason": reason,
+            "method": primary,
+        })  # fmt: skip
+        gallery_images.append((np.asarray(shown[j])[..., :3], np.asarray(overlays[j])[..., :3]))
+    return gallery, gallery_images
 
 
-__all__ = ["THRESHOLDS", "audit"]
+__all__ = [
+    "THRESHOLDS",
+    "AuditRun",
+    "LocalisationResult",
+    "audit",
+    "check_faithfulness",
+    "check_localisation",
+    "check_sanity",
+    "deletion_flags",
+    "run_audit",
+    "sanity_flags",
+    "shortcut_flags",
+]

@@ -4,6 +4,7 @@
   when the heatmap's maximum lies inside the mask (within ``tolerance`` pixels).
 * Energy inside the mask (the energy-based pointing game of Score-CAM, Wang et al. CVPRW 2020):
   the fraction of the heatmap's total mass that lies inside the mask.
+* IoU of the thresholded heatmap with the mask.
 """
 
 from __future__ import annotations
@@ -57,3 +58,14 @@ def energy_inside(heatmaps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     total = h.reshape(len(h), -1).sum(axis=1)
     inside = (h * m).reshape(len(h), -1).sum(axis=1)
     return np.where(total > 0, inside / np.where(total > 0, total, 1), 0.0).astype(np.float32)
+
+
+def iou(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
+    """Per image: intersection over union of ``heatmap >= threshold`` and the mask (0 if both
+    are empty)."""
+    h, m = _check(heatmaps, masks)
+    on = h >= threshold
+    inter = (on & m).reshape(len(h), -1).sum(1)
+    union = (on | m).reshape(len(h), -1).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+

@@ -240,18 +240,9 @@ th{background:#f0f0f0}.flag{padding:4px 8px;margin:3px 0;border-radius:3px}
 """
 
 
-def render_html(report: AuditReport) -> str:
-    """The self-contained report page (every user string escaped, every image a data: PNG)."""
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>xai audit report</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>xai audit report</h1>",
-        f"<p>{report.num_images} images, {len(report.class_names)} classes, methods "
-        f"{_e(', '.join(report.methods))} (primary: {_e(report.primary)}), CAM layer "
-        f"{_e(', '.join(report.layer) or '-')}, {report.seconds:.1f} s.</p>",
-        "<h2>Summary of flags</h2>",
-    ]
+def _flags_section(report: AuditReport) -> list[str]:
+    """The flags, raised ones first, each with its value, threshold and rule."""
+    parts: list[str] = []
     raised = report.raised
     if not raised:
         parts.append("<div class='flag ok'>No flags raised.</div>")
@@ -261,7 +252,12 @@ def render_html(report: AuditReport) -> str:
             f"<div class='flag {cls}'><b>{'FLAG' if f.raised else 'ok'}</b>: {_e(f.message)} "
             f"(value {f.value:.3f}, threshold {f.threshold:.3f})<div class='rule'>rule: {_e(f.rule)}</div></div>"
         )
+    return parts
 
+
+def _accuracy_section(report: AuditReport) -> list[str]:
+    """Accuracy, the confusion matrix as a table and a figure."""
+    parts: list[str] = []
     parts.append(f"<h2>Accuracy and confusion matrix</h2><p>Accuracy: {report.accuracy:.3f}</p>")
     cm = report.confusion
     parts.append(
@@ -271,7 +267,12 @@ def render_html(report: AuditReport) -> str:
         )
     )
     parts.append(_img(_confusion_figure(report), "confusion matrix"))
+    return parts
 
+
+def _faithfulness_section(report: AuditReport) -> list[str]:
+    """Deletion and insertion AUCs per method, and their curves."""
+    parts: list[str] = []
     fa = report.faithfulness
     parts.append(
         "<h2>Faithfulness: deletion and insertion (RISE)</h2>"
@@ -284,7 +285,12 @@ def render_html(report: AuditReport) -> str:
     ]
     parts.append(_table(["method", "deletion AUC", "insertion AUC"], rows))
     parts.append(_img(_curves_figure(report), "deletion and insertion curves"))
+    return parts
 
+
+def _localisation_section(report: AuditReport) -> list[str]:
+    """Pointing game, energy inside and IoU per method and per class."""
+    parts: list[str] = []
     loc = report.localisation
     parts.append("<h2>Localisation</h2>")
     if loc is None:
@@ -316,7 +322,12 @@ def render_html(report: AuditReport) -> str:
                     ],
                 )
             )
+    return parts
 
+
+def _sanity_section(report: AuditReport) -> list[str]:
+    """Cascading randomisation and the random-logit test."""
+    parts: list[str] = []
     sa = report.sanity
     parts.append(
         "<h2>Sanity checks (Adebayo et al. 2018)</h2>"
@@ -353,7 +364,12 @@ def render_html(report: AuditReport) -> str:
     rows += [[f"{name} SSIM", *r["ssim"]] for name, r in sa["methods"].items()]
     parts.append(_table(header, rows))
     parts.append(_img(_sanity_figure(report), "per-layer randomisation"))
+    return parts
 
+
+def _gallery_section(report: AuditReport) -> list[str]:
+    """The worst cases of the primary method, image and overlay side by side."""
+    parts: list[str] = []
     parts.append("<h2>Gallery of worst cases</h2>")
     if not report.gallery:
         parts.append("<p>No worst cases to show.</p>")
@@ -381,6 +397,34 @@ def render_html(report: AuditReport) -> str:
                 f"({g['probability']:.2f}){_e(energy)}<br>{_e(g['reason'])}</div></div>"
             )
         parts.append("</div>")
+    return parts
+
+
+SECTIONS = (
+    _flags_section,
+    _accuracy_section,
+    _faithfulness_section,
+    _localisation_section,
+    _sanity_section,
+    _gallery_section,
+)
+"""The report's sections in page order, each ``report -> HTML fragments``."""
+
+
+def render_html(report: AuditReport) -> str:
+    """The self-contained report page (every user string escaped, every image a data: PNG)."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xai audit report</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>xai audit report</h1>",
+        f"<p>{report.num_images} images, {len(report.class_names)} classes, methods "
+        f"{_e(', '.join(report.methods))} (primary: {_e(report.primary)}), CAM layer "
+        f"{_e(', '.join(report.layer) or '-')}, {report.seconds:.1f} s.</p>",
+        "<h2>Summary of flags</h2>",
+    ]
+    for section in SECTIONS:
+        parts.extend(section(report))
     parts.append("</body></html>")
     return "\n".join(parts)
 
