@@ -5,8 +5,8 @@ its layers and weights and return the pre-softmax logits plus chosen intermediat
 """
 
 from . import audit, methods  # audit: a callable package, xai.audit(model, images, labels, ...)
-from .audit import run_audit
 from ._version import __version__
+from .audit import run_audit
 from .engine import Engine
 from .errors import ModelStructureError, XaiError, XaiTypeError, XaiValueError
 from .explain import Explainer, clear_cache, explain
