@@ -48,6 +48,7 @@ from . import _validation, viz
 from . import io as xai_io
 from . import methods as methods_mod
 from . import targets as targets_mod
+from .engine import Engine
 from .errors import XaiValueError, bad_type, bad_value, did_you_mean
 from .explain import Explainer
 from .explanation import Explanation
@@ -579,6 +580,7 @@ class ActivationRecorder(_ProbeCallback):
         self.trace_count = 0
         self._tap: Tap | None = None
         self._step: Callable[..., Any] | None = None
+        self._engine: Engine | None = None  # owns the recording step
         self._ready: list[np.ndarray] = []
         self._epochs: list[int] = []
         self._records: list[dict[str, np.ndarray]] = []
@@ -642,7 +644,12 @@ class ActivationRecorder(_ProbeCallback):
 
         if self._tap is not None:
             log.info("xai: the model's variables changed; rebuilding the activation step")
-        self._step = tf.function(step, input_signature=specs, autograph=False)
+        engine = Engine(tap, jit_compile=False)
+        self._step = engine.derived(
+            ("activations", self.reduce),
+            lambda e: tf.function(step, input_signature=specs, autograph=False),
+        )
+        self._engine = engine
         self._tap = tap
         self._ready = [x.astype(s.dtype.as_numpy_dtype, copy=False) for x, s in zip(ready, specs)]
         self.layers = tap.layers

@@ -11,9 +11,9 @@ depthwise/separable convolutions 10-80x slower (``notes/keras3-facts.md`` §4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +23,7 @@ from .errors import XaiValueError, bad_value
 from .taps import Tap
 
 JitMode = Literal["auto"] | bool
+T = TypeVar("T")
 
 
 def resolve_jit(jit_compile: JitMode) -> bool:
@@ -65,6 +66,7 @@ class Engine:
         self.tap = tap
         self.jit_compile = resolve_jit(jit_compile)
         self._steps: dict[tuple[str, Any], Callable[..., Any]] = {}
+        self._derived: dict[Hashable, Any] = {}
         model = tap.model
         self._input_specs = [
             tf.TensorSpec((None, *t.shape[1:]), dtype=t.dtype) for t in model.inputs
@@ -148,6 +150,18 @@ class Engine:
         tensors = [tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self._input_specs)]
         c = np.full((n,), targets_mod.PREDICTED, np.int32) if cls is None else np.asarray(cls, np.int32)
         return [*tensors, tf.convert_to_tensor(c)]
+
+    def derived(self, key: Hashable, build: Callable[[Engine], T]) -> T:
+        """A step derived from this engine's tap, built once by ``build(self)`` and kept here.
+
+        For the compiled steps that some methods and callbacks need besides the gradient steps: the
+        guided-backprop replay (``("guided",)``), an Ablation-CAM head per tapped layer
+        (``("ablation_head", i)``), an activation recorder. They live as long as the engine (and
+        so, for ``xai.explain``, as long as its cached taps), never in module-level caches.
+        """
+        if key not in self._derived:
+            self._derived[key] = build(self)
+        return self._derived[key]  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------------------------------
     def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:

@@ -18,7 +18,6 @@ computes ``sum_c(w_c * A_c)``; these rules compute ``w`` from batched, chunked f
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,9 +143,6 @@ def scorecam_weights(
 # Ablation-CAM: the network after the tapped layer
 # --------------------------------------------------------------------------------------------
 
-_HEADS: weakref.WeakKeyDictionary[Any, dict[int, AblationHead]] = weakref.WeakKeyDictionary()
-
-
 def _build_head(engine: Any, layer_index: int) -> AblationHead:
     """A compiled ``f(*inputs, A) -> logits`` that recomputes the model from the tapped layer on."""
     tap = engine.tap
@@ -206,10 +202,9 @@ class AblationHead:
 
 def ablation_head(engine: Any, layer_index: int) -> AblationHead:
     """The compiled head for ``engine``'s tapped layer ``layer_index``, built once per engine."""
-    per_engine = _HEADS.setdefault(engine, {})
-    if layer_index not in per_engine:
-        per_engine[layer_index] = _build_head(engine, layer_index)
-    return per_engine[layer_index]
+    return engine.derived(  # type: ignore[no-any-return]
+        ("ablation_head", layer_index), lambda e: _build_head(e, layer_index)
+    )
 
 
 def ablationcam_weights(

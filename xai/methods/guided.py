@@ -22,7 +22,6 @@ backpropagation with the Grad-CAM map (after ReLU) upsampled bilinearly to the i
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import Any
 
 import keras
@@ -30,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..engine import Engine
-from ..errors import XaiValueError
+from ..errors import ModelStructureError, XaiValueError
 from ..postprocess import resize
 from ..taps import PreActivation, Tap, _is_conv
 from .cam import gradcam_weights, weighted_sum
@@ -126,16 +125,17 @@ def guided_relu_hook(layer: keras.layers.Layer, path: str, args: tuple, kwargs: 
     return layer(*args, **kwargs)
 
 
-_GUIDED: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
+def _build_guided(engine: Engine) -> Engine:
+    tap = engine.tap
+    if tap.source is None:
+        raise ModelStructureError("guided backprop needs the model, which has been deleted.")
+    guided_tap = Tap.build(tap.source, None, output=tap.output, hook=guided_relu_hook)
+    return Engine(guided_tap, engine.jit_compile)
 
 
-def guided_engine(engine: Any) -> Engine:
-    """The guided-backprop engine for ``engine``'s model (built once per engine)."""
-    if engine not in _GUIDED:
-        tap = engine.tap
-        guided_tap = Tap.build(tap.source, None, output=tap.output, hook=guided_relu_hook)
-        _GUIDED[engine] = Engine(guided_tap, engine.jit_compile)
-    return _GUIDED[engine]
+def guided_engine(engine: Engine) -> Engine:
+    """The guided-backprop engine for ``engine``'s model (built once, kept by ``engine``)."""
+    return engine.derived(("guided",), _build_guided)
 
 
 def guided_backprop_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
