@@ -319,6 +319,7 @@ class ExplainCallback(_ProbeCallback):
         self.latest: Explanation | None = None
         self.files: list[Path] = []
         self._explainer: Explainer | None = None
+        self._prepared: tuple[Any, ...] | None = None  # probe checked once (see _build)
         self._image_inputs: list[int] = []
         self._writer: Any = None
 
@@ -341,8 +342,15 @@ class ExplainCallback(_ProbeCallback):
             log.info("xai: the model's variables changed; rebuilding the explanation step")
         explainer = Explainer(model, layer=self.layer, class_names=self.class_names)
         engine = explainer.engine(self.method.needs_layer)  # the tap, built once
-        raw, _ = explainer.prepare(self._probe_arg(), self.preprocess)  # shapes vs the model
-        targets_mod.resolve(self.targets, len(raw[0]), engine.tap.head, engine.tap.num_logits)
+        raw, ready = explainer.prepare(self._probe_arg(), self.preprocess)  # shapes vs the model
+        resolved = targets_mod.resolve(
+            self.targets, len(raw[0]), engine.tap.head, engine.tap.num_logits
+        )
+        run_params = self.method.resolve_params(dict(self.method_params))
+        if self.method.stochastic:
+            run_params["seed"] = int(self.seed)
+        # Checked once here; every due epoch runs the trusted kernel on them (Explainer.run).
+        self._prepared = (raw, ready, resolved, run_params)
         image_inputs = [
             j
             for j, arr in enumerate(raw)
@@ -396,18 +404,12 @@ class ExplainCallback(_ProbeCallback):
         """Explain the probe batch with the current weights (what every due epoch does)."""
         if self._explainer is None:
             self._build()
-        assert self._explainer is not None
-        return self._explainer.explain(
-            self._probe_arg(),
-            self.method,
-            targets=self.targets,
-            batch_size=self.batch_size,
-            seed=self.seed if self.method.stochastic else None,
-            preprocess=self.preprocess,
-            value_range=self.value_range,
-            progress=False,
-            **self.method_params,
-        )
+        assert self._explainer is not None and self._prepared is not None
+        raw, ready, resolved, run_params = self._prepared
+        return self._explainer.run(
+            self.method, run_params, raw, ready, resolved,
+            batch_size=self.batch_size, value_range=self.value_range,
+        )  # fmt: skip
 
     def captions(self, explanation: Explanation) -> list[str]:
         """One line per sample: predicted class and probability (and the explained class)."""

@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 ImagesLike = Any  # np.ndarray | tf.Tensor | list of those (one per model input)
 
 
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Refuse NaN and Inf in model inputs (the maps of such inputs are meaningless)."""
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise bad_value(name, "finite (no NaN or Inf)", array, f"It holds {bad} non-finite values.")
+
+
 class Explainer:
     """Explains one model; keeps its taps and compiled steps so repeated calls do not retrace.
 
@@ -155,9 +162,7 @@ class Explainer:
                     fix,
                 )
             model_in = model_in.astype(np.float32) if not np.issubdtype(model_in.dtype, np.floating) else model_in
-            if not np.isfinite(model_in).all():
-                bad = int((~np.isfinite(model_in)).sum())
-                raise bad_value(name, "finite (no NaN or Inf)", model_in, f"It holds {bad} non-finite values.")
+            check_finite(name, model_in)
             if n_samples is None:
                 n_samples = len(model_in)
             elif len(model_in) != n_samples:
@@ -217,10 +222,35 @@ class Explainer:
                 seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
             run_params["seed"] = int(seed)
         raw, ready = self.prepare(images, preprocess)
+        tap = self.engine(m.needs_layer).tap
+        resolved = targets_mod.resolve(targets, len(ready[0]), tap.head, tap.num_logits)
+        return self.run(
+            m, run_params, raw, ready, resolved,
+            batch_size=batch_size, progress=progress, value_range=value_range,
+        )  # fmt: skip
+
+    def run(
+        self,
+        m: Method,
+        run_params: dict[str, Any],
+        raw: list[np.ndarray],
+        ready: list[np.ndarray],
+        resolved: np.ndarray | Callable[[Any], Any],
+        *,
+        batch_size: int = 32,
+        progress: bool | None = False,
+        value_range: tuple[float, float] | None = None,
+    ) -> Explanation:
+        """The trusted per-batch kernel under :meth:`explain`: no argument is checked again.
+
+        For callers that validated once at their own boundary and then explain many batches (the
+        export, the training callbacks): ``m`` a registered method, ``run_params`` the output of
+        ``m.resolve_params`` (with ``"seed"`` for a stochastic method), ``raw``/``ready`` as
+        :meth:`prepare` returns them, ``resolved`` as :func:`xai.targets.resolve` returns it.
+        """
         n = len(ready[0])
         engine = self.engine(m.needs_layer)
         tap = engine.tap
-        resolved = targets_mod.resolve(targets, n, tap.head, tap.num_logits)
         if m.needs_layer and self.num_inputs > 1 and None in tap.layer_inputs:
             mixed = [p for p, o in zip(tap.layers, tap.layer_inputs) if o is None]
             raise ModelStructureError(

@@ -100,11 +100,19 @@ def _explain_batch(
 ) -> list[Any]:
     """Explanations covering ``x`` in order: one, or one per device shard."""
 
+    from ..explain import check_finite
+
+    check_finite("images", x)  # e.g. a preprocess function that divides by zero
+    tap = explainer.engine(method.needs_layer).tap
+    run_params = method.resolve_params(dict(params))
+    if method.stochastic:
+        run_params["seed"] = int(seed)
+
     def one(sel: slice) -> Any:
         t = targets[sel] if isinstance(targets, np.ndarray) else targets
-        return explainer.explain(
-            x[sel], method, targets=t, batch_size=len(x), seed=seed, progress=False, **params
-        )
+        xs = x[sel]
+        resolved = targets_mod.resolve(t, len(xs), tap.head, tap.num_logits)
+        return explainer.run(method, run_params, [xs], [xs], resolved, batch_size=len(x))
 
     if len(devices) <= 1 or pool is None or len(x) < 2:
         return [one(slice(None))]
