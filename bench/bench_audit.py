@@ -84,9 +84,11 @@ def main() -> None:
         "",
         "Command: `python bench/bench_audit.py`",
         "",
-        "| images | methods | sanity (images x stages) | wall (s) | CPU (s) | cores | load before |",
+        "| images | methods | sanity (images x stages) | wall (s) | CPU (s) | cores "
+        "| load before |",
         "|---|---|---|---|---|---|---|",
-        f"| {args.images} | {', '.join(result['methods'])} | {result['sanity_images']} x {result['sanity_stages']} | "
+        f"| {args.images} | {', '.join(result['methods'])} | "
+        f"{result['sanity_images']} x {result['sanity_stages']} | "
         f"{result['wall_s']} | {result['cpu_s']} | {result['affinity'] or result['cpu_count']} | "
         f"{' / '.join(str(v) for v in result['loadavg_before'])} |",
         "",

@@ -237,7 +237,10 @@ def main() -> None:
         "train_images": args.train,
         "cold_explain_s": round(cold, 3),
         "plain_epoch_s": round(plain_epoch, 3),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"TF {tf.__version__}, Keras {keras.__version__}"
+        ),
         "rows": rows,
     }
     name = "callbacks_quick" if args.quick else "callbacks"
@@ -246,20 +249,25 @@ def main() -> None:
     md = [
         f"# Callback benchmark: {res['model']}, probe of {args.probe} images",
         "",
-        f"{res['machine']}. A plain epoch of {args.train} images (no callback) takes {plain_epoch:.2f} s; "
+        f"{res['machine']}. A plain epoch of {args.train} images (no callback) takes "
+        f"{plain_epoch:.2f} s; "
         f"a cold `xai.explain()` of the probe set (tap + trace) {cold:.2f} s.",
         "",
         "Columns, per epoch (medians over epochs 2..N of a fit of "
-        f"{epochs} epochs): *blocking* = time in the callback's `on_epoch_end`, what training waits "
+        f"{epochs} epochs): *blocking* = time in the callback's `on_epoch_end`, "
+        "what training waits "
         "for (the explanation on the current weights); *writer* = wall time the callback's "
         "background thread spends rendering overlays and writing files/events (it overlaps the "
-        "next epoch's training; its CPU share is small, the rest is waiting on fsync); *reference* = "
+        "next epoch's training; its CPU share is small, the rest is waiting on fsync); "
+        "*reference* = "
         "one warm `Explainer.explain` of the probe set with the same method (for the recorder: one "
         "warm compiled forward pass returning the same activations), timed right after the writes "
         "finished, at the same weights. Target: blocking <= 1.2 x reference, one trace per fit "
-        "(trace counts are for the whole fit; SmoothGrad compiles two step kinds, each traced once).",
+        "(trace counts are for the whole fit; SmoothGrad compiles two step kinds, "
+        "each traced once).",
         "",
-        "| configuration | epoch 1 (ms, incl. trace) | blocking (ms) | writer (ms) | reference (ms) "
+        "| configuration | epoch 1 (ms, incl. trace) | blocking (ms) | writer (ms) "
+        "| reference (ms) "
         "| blocking / reference | (blocking + writer) / reference | traces |",
         "|---|---|---|---|---|---|---|---|",
     ]

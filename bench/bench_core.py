@@ -60,7 +60,8 @@ def rss_mib(field: str = "VmRSS", reset: bool = False) -> float:
 
 
 def peak_rss_child(quick: bool, num_samples: int, batch: int) -> float:
-    """RSS (MiB) in a fresh process: with the model built, peak of one gradient step, peak of SmoothGrad."""
+    """RSS (MiB) in a fresh process: with the model built, peak of one gradient step, peak of
+    SmoothGrad."""
     code = f"""
 import os, sys
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
@@ -193,12 +194,15 @@ def main() -> None:
     md += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     md += [
         "",
-        f"First `explain()` call on one image (build tap + trace): {res['gradcam_first_call_s']:.2f} s",
+        "First `explain()` call on one image (build tap + trace): "
+        f"{res['gradcam_first_call_s']:.2f} s",
     ]
     if "rss_smoothgrad50_peak_mib" in res:
         md += [
-            f"Peak RSS, SmoothGrad(50) on batch {args.batch}: {res['rss_smoothgrad50_peak_mib']:.0f} MiB "
-            f"(model built, before explaining: {res['rss_model_mib']:.0f} MiB; peak of saliency, one gradient step: "
+            f"Peak RSS, SmoothGrad(50) on batch {args.batch}: "
+            f"{res['rss_smoothgrad50_peak_mib']:.0f} MiB "
+            f"(model built, before explaining: {res['rss_model_mib']:.0f} MiB; "
+            "peak of saliency, one gradient step: "
             f"{res['rss_one_gradient_step_mib']:.0f} MiB)"
         ]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")

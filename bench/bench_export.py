@@ -1,4 +1,4 @@
-"""Export benchmark: does ``xai.export`` hide file I/O behind compute, and is its memory flat?
+r"""Export benchmark: does ``xai.export`` hide file I/O behind compute, and is its memory flat?
 
 Two questions, on a folder of generated JPEGs (``xai.datasets.make_shapes`` scenes, 256x256, in
 four class sub-folders; ``--unique`` distinct pictures, repeated under distinct names):
@@ -26,8 +26,8 @@ Run:  python bench/bench_export.py                     (writes bench/results/exp
       python bench/bench_export.py --model resnet50 --no-rss   (export_resnet50.md/.json)
       python bench/bench_export.py --quick             (a minute; export_quick.md/.json)
       python bench/bench_export.py --render            (rewrite the .md files from the .json)
-      python bench/bench_export.py --no-rss --format-sets 'overlay,heatmap,raw;overlay;raw' --out export_formats
-                                                       (the I/O cost of each output format)
+      python bench/bench_export.py --no-rss --format-sets 'overlay,heatmap,raw;overlay;raw' \
+          --out export_formats                         (the I/O cost of each output format)
 """
 
 from __future__ import annotations
@@ -225,8 +225,12 @@ def main() -> None:
         explainer = xai.Explainer(model)
         pre = get_preprocess("symmetric")
         files = sorted(folder.rglob("*.jpg"))
-        stack = np.stack([pre(io.resize_image(io.read_image(f), size).astype(np.float32)[None])[0]
-                          for f in files[: 4 * bs]])  # fmt: skip
+        stack = np.stack(
+            [
+                pre(io.resize_image(io.read_image(f), size).astype(np.float32)[None])[0]
+                for f in files[: 4 * bs]
+            ]
+        )
         batches = [stack[i : i + bs] for i in range(0, len(stack), bs)]
         explainer.explain(batches[0], "gradcam", batch_size=bs, progress=False)  # trace + warm up
         compute_only(explainer, batches, 2 * bs, bs)
@@ -260,8 +264,13 @@ def main() -> None:
                     )
                 )
                 export_s[formats].append(wall)
-                print(f"repeat {r}: {formats}: {n_images / wall:.1f} images/s, {cpu / wall:.2f} cores "
-                      f"(compute only: {n_images / compute_s[-1]:.1f})", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"repeat {r}: {formats}: {n_images / wall:.1f} images/s, "
+                    f"{cpu / wall:.2f} cores "
+                    f"(compute only: {n_images / compute_s[-1]:.1f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 export_cpu[formats].append(cpu)
                 assert summary[0].ok == n_images and summary[0].failed == 0, summary
                 written = sum(
@@ -351,9 +360,12 @@ def render(res: dict) -> str:
         "",
         "| | images/s | wall ms / image | CPU ms / image (all threads) |",
         "|---|---|---|---|",
-        f"| compute only (`Explainer.explain` on in-memory batches) | {compute_ips:.1f} | {1000 / compute_ips:.2f} | {compute_cpu:.2f} |",
-        f"| `xai.export` end to end (decode, compute, write, manifest) | {export_ips:.1f} | {1000 / export_ips:.2f} | {export_cpu:.2f} |",
-        f"| I/O alone, one thread, no compute (read, decode, resize, heatmap, overlay, encode, 3 writes) | | {res['io_sequential_ms_per_image']:.2f} | |",
+        f"| compute only (`Explainer.explain` on in-memory batches) | {compute_ips:.1f} | "
+        f"{1000 / compute_ips:.2f} | {compute_cpu:.2f} |",
+        f"| `xai.export` end to end (decode, compute, write, manifest) | {export_ips:.1f} | "
+        f"{1000 / export_ips:.2f} | {export_cpu:.2f} |",
+        "| I/O alone, one thread, no compute (read, decode, resize, heatmap, overlay, encode, "
+        f"3 writes) | | {res['io_sequential_ms_per_image']:.2f} | |",
         "",
         f"**Export throughput / compute-only throughput: {res['export_over_compute']:.1%}** "
         f"(runs: {runs}; target >= 85%).",

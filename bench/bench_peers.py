@@ -4,8 +4,8 @@ Run (one command; sets up the peers' venv on first use, ~3 min, then runs the gr
 
     .venv/bin/python bench/bench_peers.py
 
-    --models mobilenetv2,resnet50,demo   --methods gradcam,smoothgrad,...   --libs xai,tf-keras-vis,xplique
-    --repeats 5   --setup-only   --timeout 1500
+    --models mobilenetv2,resnet50,demo   --methods gradcam,smoothgrad,...
+    --libs xai,tf-keras-vis,xplique   --repeats 5   --setup-only   --timeout 1500
 
 Writes ``bench/results/peers.md`` and ``peers.json`` after every cell (partial results survive).
 
@@ -105,7 +105,10 @@ PARAMS = {
 FLOORS = {
     "gradcam": "1 fwd + backward to the target layer only (~1x)",
     "gradcam_plus_plus": "same as Grad-CAM (~1x)",
-    "scorecam": "1 + K forward passes, K = min(max_channels=64, channels): 65 (MobileNetV2, ResNet50), 17 (demo, 16 channels)",
+    "scorecam": (
+        "1 + K forward passes, K = min(max_channels=64, channels): "
+        "65 (MobileNetV2, ResNet50), 17 (demo, 16 channels)"
+    ),
     "smoothgrad": "20 input-gradient steps; 1 step = fwd + full backward = ~2.2x fwd: ~44x",
     "integrated_gradients": "32 input-gradient steps: ~70x",
 }
@@ -129,9 +132,17 @@ def setup_peers() -> list[str]:
     ]
     resolved = [
         [sys.executable, "-m", "venv", str(RESOLVED_VENV)],
-        [str(RESOLVED_PY), "-m", "pip", "install", "-q", f"tensorflow=={tf.__version__}", "xplique",
-         "tqdm"],
-    ]  # fmt: skip
+        [
+            str(RESOLVED_PY),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"tensorflow=={tf.__version__}",
+            "xplique",
+            "tqdm",
+        ],
+    ]
     for venv, steps in ((PEERS_VENV, cmds), (RESOLVED_VENV, resolved)):
         stamp = venv / ".installed"
         if not stamp.exists():
@@ -326,7 +337,8 @@ def markdown(res: dict) -> str:
         "# xai vs tf-keras-vis vs xplique",
         "",
         f"{res['machine']}; TF {res['tensorflow']}, Keras {res['keras']}; tf-keras-vis "
-        f"{res.get('peer_versions', {}).get('tf-keras-vis', '?')}, xplique {res.get('peer_versions', {}).get('xplique', '?')}"
+        f"{res.get('peer_versions', {}).get('tf-keras-vis', '?')}, xplique "
+        f"{res.get('peer_versions', {}).get('xplique', '?')}"
         + (
             f" (and `xplique@resolved` = xplique {res['peer_versions']['xplique@resolved']}, the "
             "release pip picks next to this TensorFlow, in its own venv)"
@@ -334,9 +346,12 @@ def markdown(res: dict) -> str:
             else ""
         )
         + ". "
-        f"Batch 32, median of {nrep} runs (unless marked); ratio = method / plain `tf.function` forward pass of the "
-        "same batch, interleaved in the same fresh process; peak RSS = VmHWM of that process (model, "
-        "forward pass and all runs included); first call = construct the explainer + explain one image; "
+        f"Batch 32, median of {nrep} runs (unless marked); ratio = method / plain "
+        "`tf.function` forward pass of the "
+        "same batch, interleaved in the same fresh process; "
+        "peak RSS = VmHWM of that process (model, "
+        "forward pass and all runs included); "
+        "first call = construct the explainer + explain one image; "
         "agreement = Pearson r with xai's map on the same images (mean (min) over 32 images). "
         "Load average (1 min) during the cell in the last column: this 2-core machine is shared.",
         "",
@@ -344,7 +359,8 @@ def markdown(res: dict) -> str:
         "",
         *[f"    {c}" for c in res.get("commands", [res["command"]])],
         "",
-        "| model | method | library | ms / image | forward ms / image | x forward | theoretical floor | first call (s) | peak RSS (MiB) | agreement r | load |",
+        "| model | method | library | ms / image | forward ms / image | x forward "
+        "| theoretical floor | first call (s) | peak RSS (MiB) | agreement r | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -354,7 +370,8 @@ def markdown(res: dict) -> str:
     for c in sorted(res["cells"], key=order):
         if "error" in c:
             md.append(
-                f"| {c['model']} | {c['method']} | {c['lib']} | failed: {' '.join(c['error'])[-160:]} |||||||| |"
+                f"| {c['model']} | {c['method']} | {c['lib']} | "
+                f"failed: {' '.join(c['error'])[-160:]} |||||||| |"
             )
             continue
         ag = c.get("agreement")
@@ -369,8 +386,10 @@ def markdown(res: dict) -> str:
                 f", {ag['n_nan']} constant" if ag["n_nan"] else ""
             )
         md.append(
-            f"| {c['model']} | {c['method']} | {c['lib']} | {c['ms_per_image']:.1f}{runs_note(c, nrep)} | {c['forward_ms_per_image']:.1f} "
-            f"| {c['ratio']:.2f} | {FLOORS[c['method']] if c['lib'] == 'xai' else ''} | {c['first_call_s']:.2f} "
+            f"| {c['model']} | {c['method']} | {c['lib']} | "
+            f"{c['ms_per_image']:.1f}{runs_note(c, nrep)} | {c['forward_ms_per_image']:.1f} "
+            f"| {c['ratio']:.2f} | {FLOORS[c['method']] if c['lib'] == 'xai' else ''} "
+            f"| {c['first_call_s']:.2f} "
             f"| {c['peak_mib']:.0f} | {agree} | {c['loadavg'][0]:.1f} |"
         )
     md += ["", "Settings per cell are in `peers.json` (`params`, `call`, `layer`)."]
@@ -380,24 +399,28 @@ def markdown(res: dict) -> str:
             "## Head to head: all libraries in one process, runs interleaved",
             "",
             "One process per peer venv (xai imported from the source tree), one model; each "
-            "repeat runs the forward pass, then every library, in turn. Speed-up = median peer ms / "
+            "repeat runs the forward pass, then every library, in turn. "
+            "Speed-up = median peer ms / "
             "median xai ms in the same process; paired = median over repeats of peer run / xai run "
             "of the same repeat (robust to a peer whose run times jump between two levels).",
             "",
-            "| model | method | process (venv) | library | ms / image | x forward | xai speed-up | load |",
+            "| model | method | process (venv) | library | ms / image | x forward "
+            "| xai speed-up | load |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for h in res["head_to_head"]:
             if "error" in h:
                 md.append(
-                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | failed: {' '.join(h['error'])[-160:]} ||||| |"
+                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | "
+                    f"failed: {' '.join(h['error'])[-160:]} ||||| |"
                 )
                 continue
             t = h["head_to_head"]
             for lib, v in t.items():
                 runs = h.get("runs_s", {})
                 paired = (
-                    f" (paired {statistics.median(a / b for a, b in zip(runs[lib], runs['xai'])):.2f}x)"
+                    " (paired "
+                    f"{statistics.median(a / b for a, b in zip(runs[lib], runs['xai'])):.2f}x)"
                     if lib in runs and "xai" in runs
                     else ""
                 )
@@ -408,7 +431,8 @@ def markdown(res: dict) -> str:
                 )
                 name = f"{lib} {h['versions'][lib]}" if lib in h.get("versions", {}) else lib
                 md.append(
-                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | {name} | {v['ms_per_image']:.1f} | {v['ratio']:.2f} | {sp} | {h['loadavg'][0]:.1f} |"
+                    f"| {h['model']} | {h['method']} | {h.get('venv', 'peers')} | {name} | "
+                    f"{v['ms_per_image']:.1f} | {v['ratio']:.2f} | {sp} | {h['loadavg'][0]:.1f} |"
                 )
     if res.get("notes"):
         md += ["", *res["notes"]]

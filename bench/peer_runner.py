@@ -1,10 +1,12 @@
-"""One benchmark cell in a fresh process: one library x one model x one method (used by bench_peers.py).
+"""One benchmark cell in a fresh process: one library x one model x one method (used by
+bench_peers.py).
 
 Runs under the project venv (``lib == "xai"``) or under ``bench/.venvs/peers`` (tf-keras-vis,
 xplique), so it imports nothing from ``xai`` unless ``lib == "xai"``. It only imports the timing and
 memory helpers of ``bench_core`` (stdlib at import time).
 
-    python bench/peer_runner.py SPEC.json     # prints one JSON line; writes the maps to spec["maps_out"]
+    python bench/peer_runner.py SPEC.json
+    # prints one JSON line; writes the maps to spec["maps_out"]
 
 Sequence (all in this process):
 
@@ -15,7 +17,8 @@ Sequence (all in this process):
 3. first-call latency: construct the explainer and explain ONE image (tracing/cloning included);
 4. ``warmup`` calls on the full batch, then ``repeats`` runs interleaved with a plain forward pass
    of the same batch (ratio = method / forward, median over runs);
-5. ``peak_mib`` = VmHWM of the whole process at the end (never reset: what the user's process needs).
+5. ``peak_mib`` = VmHWM of the whole process at the end (never reset: what the user's process
+   needs).
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ def make_tf_keras_vis(model, method, params, batch, layer, logits=False):
 
         def run(x, preds):
             # seek_penultimate_conv_layer=False: otherwise tf-keras-vis replaces a non-Conv layer
-            # (out_relu, conv5_block3_out) by the nearest Conv before it (Conv_1, conv5_block3_3_conv)
+            # (out_relu, conv5_block3_out) by the nearest Conv before it
+            # (Conv_1, conv5_block3_3_conv)
             return cam(
                 CategoricalScore(list(map(int, preds))),
                 x,
@@ -109,7 +113,10 @@ def make_tf_keras_vis(model, method, params, batch, layer, logits=False):
 
         return run, {
             "layer": layer,
-            "call": f"{Cls.__name__}(model, ReplaceToLinear(), clone=True)(..., penultimate_layer={layer!r}, seek_penultimate_conv_layer=False, {extra})",
+            "call": (
+                f"{Cls.__name__}(model, ReplaceToLinear(), clone=True)(..., "
+                f"penultimate_layer={layer!r}, seek_penultimate_conv_layer=False, {extra})"
+            ),
         }
     if method == "smoothgrad":
         from tf_keras_vis.saliency import Saliency
@@ -134,7 +141,10 @@ def make_tf_keras_vis(model, method, params, batch, layer, logits=False):
             )
 
         return run, {
-            "call": f"Saliency(...)(smooth_samples={params['num_samples']}, smooth_noise={params['noise_level']}, gradient_modifier=identity, keepdims=True)"
+            "call": (
+                f"Saliency(...)(smooth_samples={params['num_samples']}, "
+                f"smooth_noise={params['noise_level']}, gradient_modifier=identity, keepdims=True)"
+            )
         }
     raise NotImplementedError(f"tf-keras-vis has no {method}")
 

@@ -147,7 +147,8 @@ def train_one(key: str, args: argparse.Namespace, evals: dict) -> tuple[keras.Mo
             "num_images": args.num_test,
             "data_seed": DATA_SEED,
             "clean_test": "make_shapes(variant='clean', split='test')",
-            "shortcut_test": "make_shapes(variant='shortcut', split='test'): marker of the true class",
+            "shortcut_test": "make_shapes(variant='shortcut', split='test'): "
+            "marker of the true class",
             "shortcut_swapped": "make_shapes(variant='shortcut', split='swapped'): same scenes, "
             "marker of another class",
         },
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             f"shortcut_test={acc['shortcut_test']:.4f} "
             f"shortcut_swapped={acc['shortcut_swapped']:.4f} val={record['val_accuracy']:.4f} | "
             f"{record['num_params']} params, {record['file_bytes'] / 1024:.0f} KiB, "
-            f"trained in {seconds:.0f} s | reload {'matches' if same else 'DIFFERS: ' + str(reloaded)}",
+            f"trained in {seconds:.0f} s | "
+            f"reload {'matches' if same else 'DIFFERS: ' + str(reloaded)}",
             flush=True,
         )
 

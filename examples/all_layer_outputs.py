@@ -1,6 +1,6 @@
 """Every layer's output of a CNN in one forward pass (the "access all layer outputs" use case).
 
-    python examples/all_layer_outputs.py
+python examples/all_layer_outputs.py
 """
 
 import os

@@ -1,6 +1,6 @@
 """A two-branch model (an RGB photo and a grey depth map): one Grad-CAM per input branch.
 
-    python examples/multi_input.py [--out xai-multi-input]
+python examples/multi_input.py [--out xai-multi-input]
 """
 
 import argparse
@@ -25,7 +25,9 @@ photo = keras.Input((32, 32, 3), name="photo")
 depth = keras.Input((24, 24, 1), name="depth")
 a = layers.Conv2D(8, 3, activation="relu", name="photo_conv")(photo)
 b = layers.Conv2D(8, 3, activation="relu", name="depth_conv")(depth)
-merged = layers.Concatenate()([layers.GlobalAveragePooling2D()(a), layers.GlobalAveragePooling2D()(b)])
+merged = layers.Concatenate()(
+    [layers.GlobalAveragePooling2D()(a), layers.GlobalAveragePooling2D()(b)]
+)
 model = keras.Model([photo, depth], layers.Dense(3, activation="softmax")(merged))
 
 rng = np.random.default_rng(1)
@@ -39,5 +41,8 @@ for j, name in enumerate(["photo", "depth"]):
     overlays = e.overlay(input_index=j)
     for i, o in enumerate(overlays):
         io.write_png(out / f"{name}_{i}.png", o)
-    print(f"{name}: raw CAM {e.attributions[j].shape}, heatmap {heat.shape}, overlays {overlays.shape}")
+    print(
+        f"{name}: raw CAM {e.attributions[j].shape}, heatmap {heat.shape}, "
+        f"overlays {overlays.shape}"
+    )
 print(f"wrote overlays to {out}/")

@@ -23,7 +23,9 @@ from xai import datasets, viz  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="xai-quickstart", help="output folder")
     args = parser.parse_args()
     out = Path(args.out)
@@ -39,7 +41,9 @@ def main() -> None:
     figure = viz.figure_grid(
         data.images,
         {"Grad-CAM": cam.overlay(), "SmoothGrad": smooth.overlay()},
-        row_labels=[f"{cam.label(i)}\ntrue: {data.class_names[t]}" for i, t in enumerate(data.labels)],
+        row_labels=[
+            f"{cam.label(i)}\ntrue: {data.class_names[t]}" for i, t in enumerate(data.labels)
+        ],
     )
     grid = out / "grid.png"
     figure.savefig(grid, dpi=100, bbox_inches="tight")

@@ -29,16 +29,22 @@ def make(n):
     t = np.arange(length)
     labels = rng.integers(0, 2, n)
     centres = np.where(labels == 0, rng.integers(8, 24, n), rng.integers(40, 56, n))
-    signals = np.exp(-0.5 * ((t[None] - centres[:, None]) / 3.0) ** 2) + 0.2 * rng.normal(size=(n, length))
+    signals = np.exp(-0.5 * ((t[None] - centres[:, None]) / 3.0) ** 2) + 0.2 * rng.normal(
+        size=(n, length)
+    )
     return signals[..., None].astype(np.float32), labels, centres
 
 
 x, y, _ = make(512)
 keras.utils.set_random_seed(0)
 model = keras.Sequential(
-    [keras.Input((length, 1)), layers.Conv1D(8, 5, activation="relu", padding="same"),
-     layers.Conv1D(8, 5, activation="relu", padding="same", name="last_conv"),
-     layers.GlobalAveragePooling1D(), layers.Dense(2, activation="softmax")]
+    [
+        keras.Input((length, 1)),
+        layers.Conv1D(8, 5, activation="relu", padding="same"),
+        layers.Conv1D(8, 5, activation="relu", padding="same", name="last_conv"),
+        layers.GlobalAveragePooling1D(),
+        layers.Dense(2, activation="softmax"),
+    ]
 )
 model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x, y, epochs=8, batch_size=32, verbose=0)

@@ -117,7 +117,9 @@ def _reference_gradcam(model, tensor, x, cls):
 
 
 @pytest.mark.parametrize(
-    "name, size", [("ConvNeXtTiny", 64), ("InceptionV3", 96)], ids=["ConvNeXtTiny", "InceptionV3@96"]
+    "name, size",
+    [("ConvNeXtTiny", 64), ("InceptionV3", 96)],
+    ids=["ConvNeXtTiny", "InceptionV3@96"],
 )
 def test_gradcam_equals_the_reference_on_the_dominating_tensor(name, size):
     model = build(name, size, logits=True)

@@ -250,7 +250,8 @@ def test_rebuilt_when_the_variables_change(probe, tmp_path):
         assert c.trace_count == 1
     explainer = cb.explainer
     layer = model.get_layer("last_conv")
-    layer._tracker.unlock()  # Keras locks built layers; a variable added anyway changes the structure
+    # Keras locks built layers; a variable added anyway changes the structure
+    layer._tracker.unlock()
     layer.add_weight(shape=(2,), name="extra")
     layer._tracker.lock()
     cb.on_epoch_end(2)

@@ -42,7 +42,8 @@ def test_gradcam_weight_is_mean_gradient():
 
 
 def test_gradcam_plus_plus_closed_form():
-    """alpha = g^2 / (2 g^2 + sum(A) g^3); w = sum(alpha * relu(g)) (Chattopadhyay et al., eq. 19)."""
+    """alpha = g^2 / (2 g^2 + sum(A) g^3); w = sum(alpha * relu(g)) (Chattopadhyay et al.,
+    eq. 19)."""
     a, g = _arrays(1)
     b, h, w, c = a.shape
     ref = np.zeros((b, c))

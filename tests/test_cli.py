@@ -39,7 +39,9 @@ def image_files(tmp_path_factory):
 
 def test_explain_writes_overlays(tmp_path, saved_model, image_files, capsys):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(saved_model), *map(str, image_files), "--out", str(out), "--alpha", "0.6"])
+    code = cli.main(
+        ["explain", str(saved_model), *map(str, image_files), "--out", str(out), "--alpha", "0.6"]
+    )
     assert code == 0
     for p in image_files:
         png = out / f"{p.stem}_gradcam.png"
@@ -49,7 +51,15 @@ def test_explain_writes_overlays(tmp_path, saved_model, image_files, capsys):
 
 
 def test_explain_smoothgrad_params(tmp_path, saved_model, image_files):
-    args = ["explain", str(saved_model), str(image_files[0]), "--method", "smoothgrad", "--seed", "3"]
+    args = [
+        "explain",
+        str(saved_model),
+        str(image_files[0]),
+        "--method",
+        "smoothgrad",
+        "--seed",
+        "3",
+    ]
     assert cli.main([*args, "--num-samples", "2", "--out", str(tmp_path / "a")]) == 0
     assert cli.main([*args, "--num-samples", "3", "--out", str(tmp_path / "b")]) == 0
     a = np.load(tmp_path / "a" / f"{image_files[0].stem}_smoothgrad.npy")
@@ -69,7 +79,10 @@ def test_methods_lists_registry(capsys):
     [
         (["explain", "missing.keras", "x.png"], "MODEL must be an existing .keras or .h5 file"),
         (["explain", "{model}", "x.png", "--method", "gradcm"], "Did you mean 'gradcam'"),
-        (["explain", "{model}", "x.png", "--targets", "cat"], "--targets must be 'predicted' or a class index"),
+        (
+            ["explain", "{model}", "x.png", "--targets", "cat"],
+            "--targets must be 'predicted' or a class index",
+        ),
     ],
 )
 def test_usage_errors_exit_2(argv, message, saved_model, capsys):
@@ -97,10 +110,15 @@ def test_lambda_model_needs_unsafe(tmp_path):
 
 def test_entry_points():
     help_text = subprocess.run(
-        [sys.executable, "-m", "xai", "explain", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "xai", "explain", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "example:" in help_text and "--method" in help_text
-    version = subprocess.run([sys.executable, "-m", "xai", "--version"], capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [sys.executable, "-m", "xai", "--version"], capture_output=True, text=True, check=True
+    )
     assert version.stdout.strip() == f"xai {xai.__version__}"
 
 
@@ -115,8 +133,21 @@ def test_explain_outputs_never_collide_and_a_manifest_records_the_run(tmp_path, 
     labels = tmp_path / "labels.txt"
     labels.write_text("zero\none\ntwo\nthree\n", encoding="utf-8")
     out = tmp_path / "out"
-    argv = ["explain", str(saved_model), *map(str, paths), "--out", str(out), "--labels",
-            str(labels), "--targets", "two", "--method", "smoothgrad", "--param", "num_samples=2"]  # fmt: skip
+    argv = [
+        "explain",
+        str(saved_model),
+        *map(str, paths),
+        "--out",
+        str(out),
+        "--labels",
+        str(labels),
+        "--targets",
+        "two",
+        "--method",
+        "smoothgrad",
+        "--param",
+        "num_samples=2",
+    ]
     assert cli.main(argv) == 0
     manifest = __import__("json").loads((out / "manifest.json").read_text(encoding="utf-8"))
     overlays = [r["overlay"] for r in manifest["files"]]

@@ -83,7 +83,9 @@ def test_shortcut_model_is_right_for_the_wrong_reason(shortcut_model):
     explainer = xai.Explainer(shortcut_model)
     e = explainer.explain(consistent.images, "gradcam")
     assert (e.predictions == consistent.labels).mean() >= 0.9
-    assert (explainer.explain(swapped.images, "gradcam").predictions == swapped.labels).mean() <= 0.3
+    assert (
+        explainer.explain(swapped.images, "gradcam").predictions == swapped.labels
+    ).mean() <= 0.3
     cell = 64 // e.attributions.shape[1]
     on_marker = pointing_game(e.heatmap, consistent.marker_masks, tolerance=cell)
     on_object = pointing_game(e.heatmap, consistent.masks, tolerance=cell)
@@ -93,7 +95,9 @@ def test_shortcut_model_is_right_for_the_wrong_reason(shortcut_model):
 
 def _run(args, **kw):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=600, **kw
+    )
 
 
 @pytest.mark.slow
@@ -109,7 +113,9 @@ def test_notebook_executes(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on any failing cell
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert any("text/html" in o.get("data", {}) for o in outputs)  # the inline overlays

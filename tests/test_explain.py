@@ -23,7 +23,9 @@ def test_gradcam_equals_cam_on_gap_dense_head(cnn, images):
 
 def _textbook_gradcam(model, layer, x, cls):
     """The textbook recipe, written independently: gradient of the pre-softmax logit."""
-    inner = keras.Model(model.inputs[0], [model.get_layer(layer).output, model.get_layer("flatten").output])
+    inner = keras.Model(
+        model.inputs[0], [model.get_layer(layer).output, model.get_layer("flatten").output]
+    )
     dense = model.get_layer("predictions")
     x = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -77,8 +79,12 @@ def test_smoothgrad_seed_and_parameters(cnn, images):
     np.testing.assert_array_equal(a, b)
     for other in (c, d, f):
         assert np.abs(a - other).max() > 1e-6
-    sq = xai.explain(cnn, images, "smoothgrad", num_samples=4, seed=5, aggregate="mean_squared").attributions
-    var = xai.explain(cnn, images, "smoothgrad", num_samples=4, seed=5, aggregate="variance").attributions
+    sq = xai.explain(
+        cnn, images, "smoothgrad", num_samples=4, seed=5, aggregate="mean_squared"
+    ).attributions
+    var = xai.explain(
+        cnn, images, "smoothgrad", num_samples=4, seed=5, aggregate="variance"
+    ).attributions
     np.testing.assert_allclose(var, np.maximum(sq - a**2, 0), rtol=1e-4, atol=1e-10)
     assert (sq >= 0).all() and (var >= 0).all()
 
@@ -95,7 +101,9 @@ def test_smoothgrad_seed_recorded(cnn, images):
 )
 def test_batch_invariance(method, params, cnn, images):
     whole = xai.explain(cnn, images, method, **params)
-    singles = np.concatenate([xai.explain(cnn, images[i], method, **params).attributions for i in range(8)])
+    singles = np.concatenate(
+        [xai.explain(cnn, images[i], method, **params).attributions for i in range(8)]
+    )
     np.testing.assert_allclose(whole.attributions, singles, rtol=1e-5, atol=1e-7)
     small = xai.explain(cnn, images, method, batch_size=3, **params)
     np.testing.assert_allclose(whole.attributions, small.attributions, rtol=1e-5, atol=1e-7)
@@ -166,7 +174,9 @@ def test_channels_first():
     model = testing.channels_first_cnn()
     x = testing.random_images(2, (3, 16, 16))
     e = xai.explain(model, x, "gradcam")
-    feats = np.asarray(keras.Model(model.inputs[0], model.get_layer("last_conv").output)(x))  # (2,5,14,14)
+    feats = np.asarray(
+        keras.Model(model.inputs[0], model.get_layer("last_conv").output)(x)
+    )  # (2,5,14,14)
     w = model.get_layer("predictions").kernel.numpy()
     cam = np.einsum("nchw,cn->nhw", feats, w[:, e.targets]) / (14 * 14)
     np.testing.assert_allclose(e.attributions, cam, rtol=1e-5, atol=1e-7)
@@ -198,9 +208,9 @@ def test_model_unchanged_after_explaining(images):
     before = testing.model_fingerprint(model)
     out_before = model.predict(images, verbose=0)
     for method in ("gradcam", "saliency", "smoothgrad"):
-        xai.explain(model, images, method, num_samples=2, seed=0) if method == "smoothgrad" else xai.explain(
-            model, images, method
-        )
+        xai.explain(
+            model, images, method, num_samples=2, seed=0
+        ) if method == "smoothgrad" else xai.explain(model, images, method)
     after = testing.model_fingerprint(model)
     for a, b in zip(before["weights"], after["weights"]):
         np.testing.assert_array_equal(a, b)
@@ -234,12 +244,16 @@ def test_several_layers_are_fused(cnn, images):
     two = xai.explain(cnn, images, "gradcam", layer="last_conv").heatmap
     from xai.postprocess import normalize
 
-    np.testing.assert_allclose(e.heatmap, normalize((normalize(one) + normalize(two)) / 2), atol=1e-5)
+    np.testing.assert_allclose(
+        e.heatmap, normalize((normalize(one) + normalize(two)) / 2), atol=1e-5
+    )
 
 
 def test_uint8_and_preprocess(cnn, images_uint8):
     as_float = xai.explain(cnn, images_uint8.astype(np.float32) / 255.0, "gradcam")
-    pre = xai.explain(cnn, images_uint8, "gradcam", preprocess=lambda b: b.astype(np.float32) / 255.0)
+    pre = xai.explain(
+        cnn, images_uint8, "gradcam", preprocess=lambda b: b.astype(np.float32) / 255.0
+    )
     np.testing.assert_allclose(pre.attributions, as_float.attributions, rtol=1e-6)
     # the overlay is drawn on the original uint8 pixels
     np.testing.assert_array_equal(pre.overlay(alpha=0.0), images_uint8)

@@ -52,7 +52,9 @@ def test_overlay_alpha_extremes_and_colormap(cnn, images_uint8):
     e = xai.explain(cnn, images_uint8, "gradcam")
     np.testing.assert_array_equal(e.overlay(alpha=0.0), images_uint8)
     jet = e.overlay(alpha=1.0)
-    expected = cv2.applyColorMap(np.round(e.heatmap * 255).astype(np.uint8).reshape(-1, 16), cv2.COLORMAP_JET)
+    expected = cv2.applyColorMap(
+        np.round(e.heatmap * 255).astype(np.uint8).reshape(-1, 16), cv2.COLORMAP_JET
+    )
     np.testing.assert_array_equal(jet.reshape(-1, 16, 3), expected[..., ::-1])
     assert not np.array_equal(e.overlay(alpha=1.0, colormap="viridis"), jet)
     half = e.overlay(alpha=0.5).astype(int)
@@ -62,7 +64,9 @@ def test_overlay_alpha_extremes_and_colormap(cnn, images_uint8):
 def test_float_images_use_declared_value_range(cnn):
     x = testing.random_images(2, seed=11) * 2 - 1  # in [-1, 1)
     e = xai.explain(cnn, x, "gradcam", value_range=(-1, 1))
-    np.testing.assert_array_equal(e.overlay(alpha=0.0), np.round((x + 1) / 2 * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        e.overlay(alpha=0.0), np.round((x + 1) / 2 * 255).astype(np.uint8)
+    )
 
 
 def test_heatmap_constant_and_negative_maps_are_zero_not_nan():
@@ -102,7 +106,14 @@ def test_save_writes_overlays_raw_and_manifest(tmp_path, cnn, images_uint8):
     written = e.save(tmp_path / "out", alpha=0.5)
     names = sorted(p.name for p in written)
     assert names == sorted(
-        ["attributions.npy", "heatmaps.npy", "manifest.json", "overlay_0000.png", "overlay_0001.png", "overlay_0002.png"]
+        [
+            "attributions.npy",
+            "heatmaps.npy",
+            "manifest.json",
+            "overlay_0000.png",
+            "overlay_0001.png",
+            "overlay_0002.png",
+        ]
     )
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "attributions.npy"), e.attributions)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -135,6 +146,8 @@ def test_plot_of_a_sequence_input_draws_the_signal_over_its_heatmap(cnn1d):
     ax = fig.axes[0]
     assert len(ax.lines) == 1
     np.testing.assert_array_equal(ax.lines[0].get_ydata(), x[2, :, 0])
-    np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), xai.viz.colorize(e.heatmap[2][None]))
+    np.testing.assert_array_equal(
+        np.asarray(ax.images[0].get_array()), xai.viz.colorize(e.heatmap[2][None])
+    )
     sub = e[[2]]  # slicing keeps the signals
     np.testing.assert_array_equal(sub.plot(0).axes[0].lines[0].get_ydata(), x[2, :, 0])

@@ -31,9 +31,23 @@ from xai.preprocessing import PRESETS, get_preprocess
 
 MODEL_SHAPE = (32, 32, 3)
 ROW_KEYS = {
-    "path", "status", "error", "height", "width", "predicted", "predicted_label", "probability",
-    "target", "target_label", "target_probability", "score", "method", "params", "layer", "outputs",
-}  # fmt: skip
+    "path",
+    "status",
+    "error",
+    "height",
+    "width",
+    "predicted",
+    "predicted_label",
+    "probability",
+    "target",
+    "target_label",
+    "target_probability",
+    "score",
+    "method",
+    "params",
+    "layer",
+    "outputs",
+}
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -140,11 +154,21 @@ def small_folder(tmp_path_factory) -> Path:
 
 
 GOOD = [
-    "good/rgb.png", "good/grey.png", "good/grey.jpg", "good/rgba.png", "good/grey_alpha.png",
-    "good/deep16.png", "good/grey16.png", "good/cmyk.jpg", "good/progressive.jpg",
-    "good/palette.png", "good/deep16.tif", "names/ünïcödé 猫.png", "names/with space.jpg",
+    "good/rgb.png",
+    "good/grey.png",
+    "good/grey.jpg",
+    "good/rgba.png",
+    "good/grey_alpha.png",
+    "good/deep16.png",
+    "good/grey16.png",
+    "good/cmyk.jpg",
+    "good/progressive.jpg",
+    "good/palette.png",
+    "good/deep16.tif",
+    "names/ünïcödé 猫.png",
+    "names/with space.jpg",
     "names/odd:name?.png",
-]  # fmt: skip
+]
 FAULTS = {  # path -> (status, reason pattern)
     "bad/corrupt.png": ("error", "could not decode"),
     "bad/empty.png": ("error", "empty"),
@@ -334,7 +358,7 @@ def test_output_names_never_collide():
     assert len(long.encode()) <= 220
 
 
-# ----------------------------------------------------------------------------------- exit codes, CLI
+# ----------------------------------------------------------------------------- exit codes, CLI
 
 
 def test_cli_all_ok_exits_0_and_prints_a_summary(tmp_path, model_path, small_folder):
@@ -510,8 +534,10 @@ def test_sigkill_mid_run_leaves_no_partial_files_and_resumes_byte_identical(tmp_
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xai", "export", str(model_path), str(src), str(out), *opts],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 240
     done = 0
@@ -633,7 +659,8 @@ def test_a_second_concurrent_export_is_refused(tmp_path, explainer, small_folder
 
 
 def test_outputs_agree_with_each_other(tmp_path, explainer, small_folder):
-    """The 16-bit heatmap is the raw map's heatmap at the original size; alpha=1 overlay is its colours."""
+    """The 16-bit heatmap is the raw map's heatmap at the original size; alpha=1 overlay is its
+    colours."""
     from xai import viz
 
     out = tmp_path / "out"
@@ -677,9 +704,16 @@ def test_png_compression_changes_the_file_sizes_not_the_pixels(tmp_path, model_p
     default, stored = tmp_path / "default", tmp_path / "stored"
     xai.export(model_path, small_folder, default, formats="overlay,heatmap", progress=False)
     code, _, err = run_cli(
-        "export", model_path, small_folder, stored, "-q", "--formats", "overlay,heatmap",
-        "--png-compression", "0",
-    )  # fmt: skip
+        "export",
+        model_path,
+        small_folder,
+        stored,
+        "-q",
+        "--formats",
+        "overlay,heatmap",
+        "--png-compression",
+        "0",
+    )
     assert code == 0, err
     a, b = output_files(default), output_files(stored)
     pngs = sorted(k for k in a if k.endswith(".png"))
@@ -800,9 +834,11 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import xai
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2
-a = xai.export({str(model_path)!r}, {str(small_folder)!r}, {str(tmp_path / "multi")!r}, strategy=strategy,
+a = xai.export({str(model_path)!r}, {str(small_folder)!r}, {str(tmp_path / "multi")!r}, \
+strategy=strategy,
                batch_size=5, formats="raw", progress=False)
-b = xai.export({str(model_path)!r}, {str(small_folder)!r}, {str(tmp_path / "single")!r}, batch_size=5,
+b = xai.export({str(model_path)!r}, {str(small_folder)!r}, {str(tmp_path / "single")!r}, \
+batch_size=5,
                formats="raw", progress=False)
 assert a.ok == b.ok == 6, (a, b)
 for p in pathlib.Path({str(tmp_path / "single")!r}).rglob("*.npy"):

@@ -27,10 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = {  # name -> keyword arguments of xai.export
     "gradcam": {"method": "gradcam", "batch_size": 4, "alpha": 0.5},
     "smoothgrad": {
-        "method": "smoothgrad", "batch_size": 3, "formats": ["overlay", "raw"], "seed": 3,
-        "params": {"num_samples": 3}, "colormap": "viridis", "png_compression": 0,
+        "method": "smoothgrad",
+        "batch_size": 3,
+        "formats": ["overlay", "raw"],
+        "seed": 3,
+        "params": {"num_samples": 3},
+        "colormap": "viridis",
+        "png_compression": 0,
     },
-}  # fmt: skip
+}
 
 
 def _picture(h: int, w: int, seed: int) -> np.ndarray:
@@ -42,7 +47,9 @@ def _picture(h: int, w: int, seed: int) -> np.ndarray:
 def _write(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        image = cv2.cvtColor(
+            image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        )
     ok, buffer = cv2.imencode(path.suffix, image)
     assert ok
     path.write_bytes(buffer.tobytes())
@@ -85,9 +92,20 @@ def _export(code_root: Path, model: Path, src: Path, out: Path, kwargs: dict) ->
     import json
 
     subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(code_root), str(model), str(src), str(out), json.dumps(kwargs)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _SCRIPT,
+            str(code_root),
+            str(model),
+            str(src),
+            str(out),
+            json.dumps(kwargs),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     skip = {"summary.json", ".xai-export.lock"}
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
@@ -101,8 +119,9 @@ def _reference_code(tmp: Path) -> Path:
         pytest.skip("needs the project's git history (git archive of the reference commit)")
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", REFERENCE_COMMIT, "xai"],
-        capture_output=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        check=False,
+    )
     if archive.returncode != 0:
         pytest.fail(f"git archive {REFERENCE_COMMIT} failed: {archive.stderr.decode()[:300]}")
     root = tmp / "reference"

@@ -33,7 +33,8 @@ def _operation(model, type_name):
 
 
 def reference_gradcam(feature_model, head, x, cls):
-    """Raw Grad-CAM computed eagerly, without xai: ``feature_model(x) -> A``, ``head(A) -> logits``."""
+    """Raw Grad-CAM computed eagerly, without xai: ``feature_model(x) -> A``,
+    ``head(A) -> logits``."""
     x = tf.constant(x)
     a = feature_model(x, training=False)
     with tf.GradientTape() as tape:
@@ -103,7 +104,10 @@ def test_gradcam_on_the_sum_matches_an_eager_reference(residual, x16):
     assert e.layer == (add.name,)
     dense, gap = residual.get_layer("predictions"), residual.get_layer("gap")
     ref = reference_gradcam(
-        keras.Model(residual.inputs[0], add.output), lambda a: _dense_logits(dense, gap(a)), x16, cls
+        keras.Model(residual.inputs[0], add.output),
+        lambda a: _dense_logits(dense, gap(a)),
+        x16,
+        cls,
     )
     assert_close_relative(e.attributions, ref)
 
@@ -115,7 +119,10 @@ def test_ops_concatenate_as_last_spatial_tensor(x16):
     e = xai.explain(model, x16, "gradcam", targets=1)
     dense, gap = model.get_layer("predictions"), model.get_layer("gap")
     ref = reference_gradcam(
-        keras.Model(model.inputs[0], concat.output), lambda a: _dense_logits(dense, gap(a)), x16, [1] * 5
+        keras.Model(model.inputs[0], concat.output),
+        lambda a: _dense_logits(dense, gap(a)),
+        x16,
+        [1] * 5,
     )
     assert_close_relative(e.attributions, ref)
 
@@ -133,7 +140,9 @@ def test_operation_in_a_channels_first_model_uses_the_model_format():
     a = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="c1")(inp)
     b = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="c2")(a)
     s = a + b
-    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D(data_format="channels_first")(s))
+    out = keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D(data_format="channels_first")(s)
+    )
     model = keras.Model(inp, out)
     t = xai.Tap.build(model, "auto")
     assert t.layers == (s._keras_history.operation.name,)

@@ -341,21 +341,76 @@ def test_failure_mid_write_removes_temp(tmp_path, monkeypatch, error):
 # -------------------------------------------------------------------------------------- errors
 
 ERROR_ROWS = [
-    ("png-float", lambda p: write_png(p / "x.png", np.zeros((2, 2, 3))), XaiValueError, r"to_display"),
-    ("png-rgba", lambda p: write_png(p / "x.png", np.zeros((2, 2, 4), np.uint8)), XaiValueError, r"uint8 RGB \(H, W, 3\)"),
-    ("png-rgb16", lambda p: write_png(p / "x.png", np.zeros((2, 2, 3), np.uint16)), XaiValueError, r"uint16 grey \(H, W\)"),
-    ("png-grey-channel", lambda p: write_png(p / "x.png", np.zeros((2, 2, 1), np.uint8)), XaiValueError, r"image\[\.\.\., 0\]"),
-    ("png-empty", lambda p: write_png(p / "x.png", np.zeros((0, 2), np.uint8)), XaiValueError, r"shape \(0, 2\)"),
-    ("bytes-str", lambda p: atomic_write_bytes(p / "x", "text"), XaiTypeError, r"`data` must be bytes"),
-    ("text-bytes", lambda p: atomic_write_text(p / "x", b"raw"), XaiTypeError, r"`text` must be a str"),
-    ("json-set", lambda p: write_json(p / "x.json", {"a": [1, {2, 3}]}), XaiTypeError, r"obj\['a'\]\[1\]"),
+    (
+        "png-float",
+        lambda p: write_png(p / "x.png", np.zeros((2, 2, 3))),
+        XaiValueError,
+        r"to_display",
+    ),
+    (
+        "png-rgba",
+        lambda p: write_png(p / "x.png", np.zeros((2, 2, 4), np.uint8)),
+        XaiValueError,
+        r"uint8 RGB \(H, W, 3\)",
+    ),
+    (
+        "png-rgb16",
+        lambda p: write_png(p / "x.png", np.zeros((2, 2, 3), np.uint16)),
+        XaiValueError,
+        r"uint16 grey \(H, W\)",
+    ),
+    (
+        "png-grey-channel",
+        lambda p: write_png(p / "x.png", np.zeros((2, 2, 1), np.uint8)),
+        XaiValueError,
+        r"image\[\.\.\., 0\]",
+    ),
+    (
+        "png-empty",
+        lambda p: write_png(p / "x.png", np.zeros((0, 2), np.uint8)),
+        XaiValueError,
+        r"shape \(0, 2\)",
+    ),
+    (
+        "bytes-str",
+        lambda p: atomic_write_bytes(p / "x", "text"),
+        XaiTypeError,
+        r"`data` must be bytes",
+    ),
+    (
+        "text-bytes",
+        lambda p: atomic_write_text(p / "x", b"raw"),
+        XaiTypeError,
+        r"`text` must be a str",
+    ),
+    (
+        "json-set",
+        lambda p: write_json(p / "x.json", {"a": [1, {2, 3}]}),
+        XaiTypeError,
+        r"obj\['a'\]\[1\]",
+    ),
     ("json-key", lambda p: write_json(p / "x.json", {(1, 2): 3}), XaiTypeError, r"key"),
-    ("npy-object", lambda p: write_npy(p / "x.npy", np.array([{}, 1], dtype=object)), XaiValueError, r"pickling"),
+    (
+        "npy-object",
+        lambda p: write_npy(p / "x.npy", np.array([{}, 1], dtype=object)),
+        XaiValueError,
+        r"pickling",
+    ),
     ("write-to-dir", lambda p: atomic_write_text(p, "x"), XaiValueError, r"not a directory"),
     ("path-type", lambda p: read_image(b"x.png"), XaiTypeError, r"str or os\.PathLike"),
-    ("path-none", lambda p: write_png(None, np.zeros((2, 2), np.uint8)), XaiTypeError, r"`path` must be"),
-    ("max-pixels", lambda p: read_image(p / "x.png", max_pixels=0), XaiValueError, r"positive integer"),
-]  # fmt: skip
+    (
+        "path-none",
+        lambda p: write_png(None, np.zeros((2, 2), np.uint8)),
+        XaiTypeError,
+        r"`path` must be",
+    ),
+    (
+        "max-pixels",
+        lambda p: read_image(p / "x.png", max_pixels=0),
+        XaiValueError,
+        r"positive integer",
+    ),
+]
 
 
 @pytest.mark.parametrize(

@@ -48,9 +48,18 @@ def test_energy_inside():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: pointing_game(np.zeros((4, 4)), np.zeros((4, 4), bool)), r"`heatmaps` must be an array \(N, H, W\)"),
-        (lambda: pointing_game(np.zeros((1, 4, 4)), np.zeros((1, 4, 5), bool)), r"`masks` must be boolean masks"),
-        (lambda: pointing_game(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), bool), tolerance=-1), r"`tolerance` must be an int >= 0"),
+        (
+            lambda: pointing_game(np.zeros((4, 4)), np.zeros((4, 4), bool)),
+            r"`heatmaps` must be an array \(N, H, W\)",
+        ),
+        (
+            lambda: pointing_game(np.zeros((1, 4, 4)), np.zeros((1, 4, 5), bool)),
+            r"`masks` must be boolean masks",
+        ),
+        (
+            lambda: pointing_game(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), bool), tolerance=-1),
+            r"`tolerance` must be an int >= 0",
+        ),
     ],
 )
 def test_errors(call, match):

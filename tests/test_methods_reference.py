@@ -1,4 +1,5 @@
-"""Every method against its paper's formula on a tiny hand-weighted model, computed by hand in NumPy.
+"""Every method against its paper's formula on a tiny hand-weighted model, computed by hand in
+NumPy.
 
 The model (``testing.hand_weighted_cnn``) is ``x (4x4x1) -> A = relu(x * w_k + b_k) (1x1 conv, 3
 channels) -> z = flatten(A) @ W + b -> softmax``. Everything about it is known in closed form:
@@ -199,7 +200,8 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam(hand):
 
 
 def test_guided_backprop_handles_fused_relu6_and_relu_layers():
-    """ReLU layers (with max_value) and ReLU fused into Conv/Dense are guided; the model is unchanged."""
+    """ReLU layers (with max_value) and ReLU fused into Conv/Dense are guided; the model is
+    unchanged."""
     import keras
     from keras import layers as L
 
@@ -393,7 +395,8 @@ def test_regression_callable_target_equals_index():
 
 
 def test_segmentation_region_target():
-    """A callable that sums one class's logits over a region: only the region's receptive field matters."""
+    """A callable that sums one class's logits over a region: only the region's receptive field
+    matters."""
     model = testing.segmentation_model()
     x = testing.random_images(2, seed=6)
 

@@ -75,7 +75,9 @@ def test_binary_single_sigmoid(images):
 
 def test_linear_head_is_returned_as_is(images):
     model = testing.functional_cnn(head="linear")
-    np.testing.assert_array_equal(np.asarray(xai.logits_model(model)(images)), np.asarray(model(images)))
+    np.testing.assert_array_equal(
+        np.asarray(xai.logits_model(model)(images)), np.asarray(model(images))
+    )
 
 
 def test_logits_are_not_log_probabilities(images):
@@ -98,8 +100,14 @@ def test_nested_backbone_inner_layer(kind, images):
     t = xai.tap(model, [path, f"{prefix}/conv1"])
     z, a, c1 = (np.asarray(v) for v in t(images))
     np.testing.assert_allclose(_softmax(z), np.asarray(model(images)), atol=1e-6)
-    base = model.get_layer("wrapper").get_layer("backbone") if kind == "double" else model.get_layer("backbone")
-    inner = keras.Model(base.inputs[0], [base.get_layer("out_relu").output, base.get_layer("conv1").output])
+    base = (
+        model.get_layer("wrapper").get_layer("backbone")
+        if kind == "double"
+        else model.get_layer("backbone")
+    )
+    inner = keras.Model(
+        base.inputs[0], [base.get_layer("out_relu").output, base.get_layer("conv1").output]
+    )
     ref_a, ref_c1 = (np.asarray(v) for v in inner(images))  # the rescaling layer multiplies by 1.0
     np.testing.assert_allclose(a, ref_a, atol=1e-6)
     np.testing.assert_allclose(c1, ref_c1, atol=1e-6)
@@ -177,7 +185,9 @@ def test_conv1d_conv3d_and_bn_models():
     mb = testing.bn_cnn()
     assert xai.auto_layer(mb) == "pool"
     x = testing.random_images(2)
-    np.testing.assert_allclose(_softmax(np.asarray(xai.logits_model(mb)(x))), np.asarray(mb(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        _softmax(np.asarray(xai.logits_model(mb)(x))), np.asarray(mb(x)), atol=1e-6
+    )
 
 
 def test_all_layer_outputs(cnn, images):
@@ -215,7 +225,9 @@ def test_auto_layer_falls_back_with_warning_on_1x1(caplog):
 
 
 def test_errors():
-    with pytest.raises(ModelStructureError, match=r"subclassed keras.Model \(SubclassedNet\).*functional API"):
+    with pytest.raises(
+        ModelStructureError, match=r"subclassed keras.Model \(SubclassedNet\).*functional API"
+    ):
         xai.tap(testing.subclassed_model())
     with pytest.raises(ModelStructureError, match=r"no layer whose output has the rank.*saliency"):
         xai.auto_layer(testing.mlp())

@@ -33,12 +33,19 @@ def integer(name: str, value: Any, hint: str = "") -> int:
     return int(value)
 
 
-def seed(value: Any, *, optional: bool = False, hint: str = "") -> int | None:
-    """A seed: an int (or None when ``optional``)."""
-    if optional and value is None:
+def seed(value: Any, *, hint: str = "") -> int:
+    """A seed: an int."""
+    if not is_int(value):
+        raise bad_type("seed", "an int", value, hint)
+    return int(value)
+
+
+def optional_seed(value: Any, *, hint: str = "") -> int | None:
+    """A seed or None (None: the caller draws one and records it)."""
+    if value is None:
         return None
     if not is_int(value):
-        raise bad_type("seed", "an int or None" if optional else "an int", value, hint)
+        raise bad_type("seed", "an int or None", value, hint)
     return int(value)
 
 

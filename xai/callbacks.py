@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import keras
 import numpy as np
@@ -113,7 +113,7 @@ def _check_images(images: Any) -> list[np.ndarray]:
 
 
 def _check_seed(seed: Any) -> int:
-    return int(_validation.seed(seed, hint="A fixed seed gives every epoch the same noise."))
+    return _validation.seed(seed, hint="A fixed seed gives every epoch the same noise.")
 
 
 def _same_variables(a: Sequence[Any], b: Sequence[Any]) -> bool:
@@ -407,9 +407,14 @@ class ExplainCallback(_ProbeCallback):
         assert self._explainer is not None and self._prepared is not None
         raw, ready, resolved, run_params = self._prepared
         return self._explainer.run(
-            self.method, run_params, raw, ready, resolved,
-            batch_size=self.batch_size, value_range=self.value_range,
-        )  # fmt: skip
+            self.method,
+            run_params,
+            raw,
+            ready,
+            resolved,
+            batch_size=self.batch_size,
+            value_range=self.value_range,
+        )
 
     def captions(self, explanation: Explanation) -> list[str]:
         """One line per sample: predicted class and probability (and the explained class)."""
@@ -658,7 +663,7 @@ class ActivationRecorder(_ProbeCallback):
         self._variables = list(model.weights)
 
     def record_now(self) -> dict[str, np.ndarray]:
-        """The probe batch's activations (or statistics) with the current weights, as flat arrays."""
+        """The probe batch's activations (or statistics) under the current weights, flat arrays."""
         if self._step is None:
             self._build()
         assert self._step is not None
@@ -673,7 +678,10 @@ class ActivationRecorder(_ProbeCallback):
                 out[p] = np.concatenate([c[k] for c in chunks]).astype(np.float32)
             return out
         for k, p in enumerate(self.layers):
-            count = mean = m2 = zeros = None
+            count: Any = None
+            mean: Any = None
+            m2: Any = None
+            zeros: Any = None
             for c in chunks:
                 b_count, b_mean, b_m2, b_zeros = (
                     np.asarray(v, np.float64) for v in c[4 * k : 4 * k + 4]
@@ -719,7 +727,8 @@ class ActivationRecorder(_ProbeCallback):
 
     def _write(self, record: dict[str, np.ndarray], epoch: int) -> None:
         buffer = _stdlib_io.BytesIO()
-        np.savez(buffer, epoch=np.int64(epoch), **record)
+        cast(Any, np.savez)(buffer, epoch=np.int64(epoch), **record)
+        assert self.output_dir is not None  # noqa: S101 - only called with an output_dir
         path = self.output_dir / f"epoch_{epoch:03d}.npz"
         self.files.append(xai_io.atomic_write_bytes(path, buffer.getvalue()))
 

@@ -53,11 +53,21 @@ def load_sample(directory: str | Path | None = None) -> Sample:
     table = root / "labels.csv"
     if directory is None and not table.exists():
         data = datasets.make_shapes(32, seed=0, split="test")
-        names = tuple(f"images/{data.class_names[y]}/{i:05d}.png" for i, y in enumerate(data.labels))
-        return Sample(data.images, data.labels, data.masks, names, data.class_names, "make_shapes(32, seed=0, split='test')")
+        names = tuple(
+            f"images/{data.class_names[y]}/{i:05d}.png" for i, y in enumerate(data.labels)
+        )
+        return Sample(
+            data.images,
+            data.labels,
+            data.masks,
+            names,
+            data.class_names,
+            "make_shapes(32, seed=0, split='test')",
+        )
     if not table.exists():
         raise XaiValueError(
-            f"`images` must be a folder written by xai.datasets.save_image_folder (with labels.csv, "
+            "`images` must be a folder written by xai.datasets.save_image_folder "
+            "(with labels.csv, "
             f"images/ and masks/). Received: {str(root)!r}, which has no labels.csv."
         )
     with table.open(newline="") as f:
@@ -109,9 +119,17 @@ def run_demo(
 
     written: list[Path] = []
     rows = []
+    probabilities = cam.probabilities
+    assert probabilities is not None  # noqa: S101 - the shipped model ends in a softmax
     overlays = {"gradcam": cam.overlay(), "smoothgrad": smooth.overlay()}
-    hits = {m: pointing_game(e.heatmap, sample.masks) for m, e in (("gradcam", cam), ("smoothgrad", smooth))}
-    energy = {m: energy_inside(e.heatmap, sample.masks) for m, e in (("gradcam", cam), ("smoothgrad", smooth))}
+    hits = {
+        m: pointing_game(e.heatmap_for(0), sample.masks)
+        for m, e in (("gradcam", cam), ("smoothgrad", smooth))
+    }
+    energy = {
+        m: energy_inside(e.heatmap_for(0), sample.masks)
+        for m, e in (("gradcam", cam), ("smoothgrad", smooth))
+    }
     for i, name in enumerate(sample.names):
         stem = Path(name).with_suffix("")
         if stem.parts[0] == "images":  # images/<class>/<n> -> overlays/<class>/<n>_<method>.png
@@ -126,7 +144,7 @@ def run_demo(
                 "image": name,
                 "true": sample.class_names[int(sample.labels[i])],
                 "predicted": sample.class_names[int(cam.predictions[i])],
-                "probability": float(cam.probabilities[i].max()),
+                "probability": float(probabilities[i].max()),
                 "pointing_game": {m: bool(h[i]) for m, h in hits.items()},
                 "energy_inside_object": {m: float(v[i]) for m, v in energy.items()},
                 "overlays": files_i,
@@ -137,7 +155,8 @@ def run_demo(
         sample.images[:n_grid],
         {"Grad-CAM": overlays["gradcam"][:n_grid], "SmoothGrad": overlays["smoothgrad"][:n_grid]},
         row_labels=[
-            f"{cam.label(i)}\ntrue: {sample.class_names[int(sample.labels[i])]}" for i in range(n_grid)
+            f"{cam.label(i)}\ntrue: {sample.class_names[int(sample.labels[i])]}"
+            for i in range(n_grid)
         ],
         cell_size=2.0,
     )
@@ -148,9 +167,15 @@ def run_demo(
         from .audit import run_audit
 
         report = run_audit(
-            model, sample.images, sample.labels, masks=sample.masks, class_names=sample.class_names,
-            names=sample.names, method_params={"smoothgrad": {"num_samples": num_samples}},
-            sanity_images=16, seed=seed,
+            model,
+            sample.images,
+            sample.labels,
+            masks=sample.masks,
+            class_names=sample.class_names,
+            names=sample.names,
+            method_params={"smoothgrad": {"num_samples": num_samples}},
+            sanity_images=16,
+            seed=seed,
         )
         written.extend(report.save(out / "audit"))
         audit_flags = [f.message for f in report.raised]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import tensorflow as tf
@@ -88,18 +88,22 @@ class Engine:
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         return outs[0], outs[1:]
 
-    def _score(self, logits: tf.Tensor, cls: tf.Tensor | None, target_fn: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def _score(
+        self, logits: tf.Tensor, cls: tf.Tensor | None, target_fn: Any
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """Per-sample score and resolved class of a batch of logits (inside the trace)."""
         if target_fn is not None:
             score = tf.cast(target_fn(logits), tf.float32)
             if score.shape.rank != 1:
                 raise XaiValueError(
                     "`targets` callable must return one score per sample, shape (batch,). "
-                    f"Received: a tensor of shape {score.shape} from logits of shape {logits.shape}. "
-                    "Reduce it, e.g. lambda z: z[:, 3] or lambda z: tf.reduce_sum(z[:, :, 0], axis=1)."
+                    f"Received: a tensor of shape {score.shape} from logits of shape "
+                    f"{logits.shape}. Reduce it, e.g. lambda z: z[:, 3] or "
+                    "lambda z: tf.reduce_sum(z[:, :, 0], axis=1)."
                 )
             return score, tf.fill(tf.shape(score), targets_mod.PREDICTED)
         z = targets_mod.class_logits(logits, self.tap.head, self.tap.num_logits)
+        assert cls is not None  # noqa: S101 - a class index tensor when there is no target_fn
         resolved = tf.where(cls < 0, tf.argmax(z, axis=-1, output_type=tf.int32), cls)
         return tf.gather(z, resolved, batch_dims=1), resolved
 
@@ -137,7 +141,9 @@ class Engine:
             )
 
         # autograph is not needed (no Python control flow on tensors) and would wrap our errors
-        return tf.function(step, input_signature=signature, jit_compile=self.jit_compile, autograph=False)
+        return tf.function(
+            step, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+        )
 
     def _step(self, kind: str, target_fn: Any) -> Callable[..., Any]:
         key = (kind, target_fn)
@@ -147,8 +153,14 @@ class Engine:
 
     def _prepare(self, inputs: Sequence[np.ndarray], cls: np.ndarray | None) -> list[tf.Tensor]:
         n = len(inputs[0])
-        tensors = [tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self._input_specs)]
-        c = np.full((n,), targets_mod.PREDICTED, np.int32) if cls is None else np.asarray(cls, np.int32)
+        tensors = [
+            tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self._input_specs)
+        ]
+        c = (
+            np.full((n,), targets_mod.PREDICTED, np.int32)
+            if cls is None
+            else np.asarray(cls, np.int32)
+        )
         return [*tensors, tf.convert_to_tensor(c)]
 
     def derived(self, key: Hashable, build: Callable[[Engine], T]) -> T:
@@ -161,7 +173,7 @@ class Engine:
         """
         if key not in self._derived:
             self._derived[key] = build(self)
-        return self._derived[key]  # type: ignore[no-any-return]
+        return cast(T, self._derived[key])
 
     # ---------------------------------------------------------------------------------------
     def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -182,8 +194,10 @@ class Engine:
             wrt: ``"layers"`` for the tapped activations, ``"inputs"`` for the model inputs.
         """
         target_fn = targets if callable(targets) else None
-        cls = None if target_fn is not None else targets
-        logits, resolved, score, values, grads = self._step(wrt, target_fn)(*self._prepare(inputs, cls))
+        cls = None if target_fn is not None else cast(np.ndarray, targets)
+        logits, resolved, score, values, grads = self._step(wrt, target_fn)(
+            *self._prepare(inputs, cls)
+        )
         if wrt == "inputs":
             values = [np.asarray(x, dtype=np.float32) for x in inputs]  # no copy for float32 arrays
         else:

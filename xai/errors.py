@@ -30,9 +30,11 @@ class ModelStructureError(XaiValueError):
 
 
 def describe(value: Any) -> str:
-    """A short description of ``value`` for error messages: repr for scalars, shape/dtype for arrays."""
+    """A short description of ``value`` for messages: repr for scalars, shape/dtype for arrays."""
     if isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype")):
-        dtype = getattr(value.dtype, "name", str(value.dtype))  # numpy and TF dtypes both have .name
+        dtype = getattr(
+            value.dtype, "name", str(value.dtype)
+        )  # numpy and TF dtypes both have .name
         return f"array of shape {tuple(value.shape)} and dtype {dtype}"
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"{type(value).__name__} of length {len(value)}"
@@ -53,7 +55,11 @@ def did_you_mean(name: str, options: Iterable[str], n: int = 3) -> str:
         return "Did you mean " + " or ".join(repr(c) for c in close) + "?"
     if len(options) <= 12:
         return "Valid options: " + ", ".join(repr(o) for o in options) + "."
-    return f"There are {len(options)} valid options, e.g. " + ", ".join(repr(o) for o in options[-6:]) + "."
+    return (
+        f"There are {len(options)} valid options, e.g. "
+        + ", ".join(repr(o) for o in options[-6:])
+        + "."
+    )
 
 
 def bad_value(param: str, expected: str, value: Any, fix: str = "") -> XaiValueError:

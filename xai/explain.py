@@ -1,11 +1,11 @@
-"""``explain()``: one verb for every method, and ``Explainer`` to reuse compiled steps across calls."""
+"""``explain()``: one verb for every method; ``Explainer`` reuses compiled steps across calls."""
 
 from __future__ import annotations
 
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -118,15 +118,18 @@ class Explainer:
                 arr = np.asarray(item)
             except Exception as exc:
                 raise bad_type(name, "an array (numpy or tensor)", item) from exc
-            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            if arr.dtype == object or not (
+                np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+            ):
                 raise bad_type(name, "a numeric array", item)
             expected = tuple(self.model.inputs[j].shape[1:])
+            dims = ", ".join(str(d) for d in expected)
             if arr.ndim == len(expected):
                 arr = arr[None]
             if arr.ndim != len(expected) + 1:
                 raise bad_value(
                     name,
-                    f"one sample of shape {expected} or a batch (N, {', '.join(str(d) for d in expected)})",
+                    f"one sample of shape {expected} or a batch (N, {dims})",
                     arr,
                     "Add or remove a batch axis, e.g. images[None] for one image.",
                 )
@@ -135,7 +138,7 @@ class Explainer:
             if model_in.ndim != len(expected) + 1 or len(model_in) != len(arr):
                 raise bad_value(
                     "preprocess",
-                    f"a function returning a batch of shape (N, {', '.join(str(d) for d in expected)})",
+                    f"a function returning a batch of shape (N, {dims})",
                     model_in,
                 )
             mismatch = [
@@ -145,9 +148,8 @@ class Explainer:
             ]
             if mismatch:
                 i, got, want = mismatch[0]
-                is_channel = (
-                    len(expected) >= 2
-                    and (i == len(expected) - 1 if self.data_format == "channels_last" else i == 0)
+                is_channel = len(expected) >= 2 and (
+                    i == len(expected) - 1 if self.data_format == "channels_last" else i == 0
                 )
                 what = "channel count" if is_channel else f"size of axis {i + 1}"
                 fix = (
@@ -157,16 +159,23 @@ class Explainer:
                 )
                 raise bad_value(
                     name,
-                    f"shaped like the model input (N, {', '.join(str(d) for d in expected)}); its {what} is {got}, expected {want}",
+                    f"shaped like the model input (N, {dims}); its {what} is {got}, "
+                    f"expected {want}",
                     model_in,
                     fix,
                 )
-            model_in = model_in.astype(np.float32) if not np.issubdtype(model_in.dtype, np.floating) else model_in
+            model_in = (
+                model_in.astype(np.float32)
+                if not np.issubdtype(model_in.dtype, np.floating)
+                else model_in
+            )
             check_finite(name, model_in)
             if n_samples is None:
                 n_samples = len(model_in)
             elif len(model_in) != n_samples:
-                raise bad_value("images", "the same number of samples for every input", [len(r) for r in raw])
+                raise bad_value(
+                    "images", "the same number of samples for every input", [len(r) for r in raw]
+                )
             ready.append(model_in)
         if n_samples == 0:
             raise bad_value("images", "at least one sample", raw[0])
@@ -216,18 +225,24 @@ class Explainer:
 
             value_range = check_value_range(value_range)
         batch_size = _validation.positive_int("batch_size", batch_size)
-        seed = _validation.seed(seed, optional=True)
+        seed = _validation.optional_seed(seed)
         if m.stochastic:
             if seed is None:
-                seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
+                seed = int(cast(int, np.random.SeedSequence().entropy) % (2**31 - 1))
             run_params["seed"] = int(seed)
         raw, ready = self.prepare(images, preprocess)
         tap = self.engine(m.needs_layer).tap
         resolved = targets_mod.resolve(targets, len(ready[0]), tap.head, tap.num_logits)
         return self.run(
-            m, run_params, raw, ready, resolved,
-            batch_size=batch_size, progress=progress, value_range=value_range,
-        )  # fmt: skip
+            m,
+            run_params,
+            raw,
+            ready,
+            resolved,
+            batch_size=batch_size,
+            progress=progress,
+            value_range=value_range,
+        )
 
     def run(
         self,
@@ -282,10 +297,15 @@ class Explainer:
             layer_maps = dict(zip(tap.layers, maps))
             per_input: list[np.ndarray] = []
             for j in range(self.num_inputs):
-                owned = [mp for mp, o in zip(maps, tap.layer_inputs) if o == j or (o is None and self.num_inputs == 1)]
+                owned = [
+                    mp
+                    for mp, o in zip(maps, tap.layer_inputs)
+                    if o == j or (o is None and self.num_inputs == 1)
+                ]
                 if not owned:
                     raise ModelStructureError(
-                        f"No tapped layer belongs to model input {j}; pass one layer per input branch."
+                        f"No tapped layer belongs to model input {j}; pass one layer per "
+                        "input branch."
                     )
                 if len(owned) == 1:
                     per_input.append(owned[0])
@@ -293,7 +313,12 @@ class Explainer:
                     # input-space maps (e.g. guided Grad-CAM) still carry the input's channel axis
                     axis = infos[j].channel_axis if m.space == "input" else None
                     per_input.append(
-                        postprocess.fuse([postprocess.heatmap(mp, infos[j].spatial, m.display, axis) for mp in owned])
+                        postprocess.fuse(
+                            [
+                                postprocess.heatmap(mp, infos[j].spatial, m.display, axis)
+                                for mp in owned
+                            ]
+                        )
                     )
                     fused[j] = True
             maps = per_input

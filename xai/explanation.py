@@ -93,7 +93,7 @@ class Explanation:
 
     @property
     def attributions(self) -> np.ndarray | tuple[np.ndarray, ...]:
-        """Raw, signed float32 attributions; a tuple with one entry per input for multi-input models."""
+        """Raw, signed float32 attributions (for multi-input models a tuple, one per input)."""
         return self.raw[0] if len(self.raw) == 1 else self.raw
 
     @property
@@ -109,7 +109,8 @@ class Explanation:
         from . import viz
 
         return tuple(
-            None if x is None else viz.to_display(x, value_range=self.value_range) for x in self.image_inputs
+            None if x is None else viz.to_display(x, value_range=self.value_range)
+            for x in self.image_inputs
         )
 
     @functools.cached_property
@@ -134,8 +135,10 @@ class Explanation:
         return self._heatmaps[input_index]
 
     def _check_input(self, input_index: int) -> None:
-        if isinstance(input_index, bool) or not isinstance(input_index, (int, np.integer)) or not (
-            0 <= input_index < len(self.raw)
+        if (
+            isinstance(input_index, bool)
+            or not isinstance(input_index, (int, np.integer))
+            or not (0 <= input_index < len(self.raw))
         ):
             raise bad_value("input_index", f"an int in [0, {len(self.raw) - 1}]", input_index)
 
@@ -177,27 +180,39 @@ class Explanation:
             return f"{name} (p={self.probabilities[index, t]:.2f})"
         return f"{name} (score={self.scores[index]:.3g})"
 
-    def plot(self, index: int = 0, ax: Any = None, *, alpha: float = 0.4, colormap: str = "jet", input_index: int = 0) -> Any:
+    def plot(
+        self,
+        index: int = 0,
+        ax: Any = None,
+        *,
+        alpha: float = 0.4,
+        colormap: str = "jet",
+        input_index: int = 0,
+    ) -> Any:
         """A matplotlib Figure of sample ``index`` (image | heatmap | overlay); never calls show().
 
         With ``ax`` given, draws only the overlay (or, for 1-D inputs, the heatmap) into it.
         Sequence inputs ``(N, L, C)`` are drawn as their signal (one line per channel) over the
         heatmap's colours; other non-image inputs as the heatmap alone.
         """
-        from . import viz
 
         self._check_input(input_index)
         if not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
             raise bad_value("index", f"an int in [0, {len(self) - 1}]", index)
+        from .viz.plot import plot_explanation, plot_map
+
         title = f"{self.method}: {self.label(index)}"
         heat = self._heatmaps[input_index][index]
-        if self.images[input_index] is None:
-            return viz.plot_map(heat, title=title, ax=ax, colormap=colormap, signal=self._signal(index, input_index))
+        images = self.images[input_index]
+        if images is None:
+            return plot_map(
+                heat, title=title, ax=ax, colormap=colormap, signal=self._signal(index, input_index)
+            )
         over = self.overlay(alpha, colormap, input_index=input_index)[index]
-        image = self.images[input_index][index]
+        image = images[index]
         if heat.shape != image.shape[:2]:
             heat = postprocess.resize(heat[None], image.shape[:2])[0]
-        return viz.plot_explanation(image, heat, over, title=title, ax=ax, colormap=colormap)
+        return plot_explanation(image, heat, over, title=title, ax=ax, colormap=colormap)
 
     def _signal(self, index: int, input_index: int) -> np.ndarray | None:
         """Sample ``index`` of a sequence input as ``(L, C)`` (channels last), or None."""
@@ -212,14 +227,16 @@ class Explanation:
         """A new Explanation of a subset of the samples (an int keeps the batch axis)."""
         if isinstance(index, (int, np.integer)):
             if not -len(self) <= index < len(self):
-                raise IndexError(f"index {index} out of range for an Explanation of {len(self)} samples")
+                raise IndexError(
+                    f"index {index} out of range for an Explanation of {len(self)} samples"
+                )
             index = slice(int(index), int(index) + 1 if index != -1 else None)
         elif not isinstance(index, slice):
             index = np.asarray(index)
             if index.dtype == bool or not np.issubdtype(index.dtype, np.integer):
                 raise bad_type("index", "an int, a slice or a sequence of ints", index)
 
-        def take(a: np.ndarray | None) -> np.ndarray | None:
+        def take(a: Any) -> Any:
             return None if a is None else a[index]
 
         return replace(
@@ -250,7 +267,9 @@ class Explanation:
             "class_names": list(self.class_names) if self.class_names else None,
         }
 
-    def save(self, directory: str | Path, *, alpha: float = 0.4, colormap: str = "jet") -> list[Path]:
+    def save(
+        self, directory: str | Path, *, alpha: float = 0.4, colormap: str = "jet"
+    ) -> list[Path]:
         """Write overlay PNGs, raw ``.npy`` attributions, heatmaps and ``manifest.json`` atomically.
 
         Returns:
@@ -284,8 +303,10 @@ class Explanation:
             for i, o in enumerate(self.overlay()[:8]):
                 data = base64.b64encode(io.encode_png(o)).decode("ascii")
                 cells.append(
-                    f'<figure style="display:inline-block;margin:2px"><img src="data:image/png;base64,{data}" '
-                    f'style="width:160px;image-rendering:pixelated"/><figcaption style="font-size:11px">'
+                    '<figure style="display:inline-block;margin:2px">'
+                    f'<img src="data:image/png;base64,{data}" '
+                    'style="width:160px;image-rendering:pixelated"/>'
+                    '<figcaption style="font-size:11px">'
                     f"{html.escape(self.label(i))}</figcaption></figure>"
                 )
         more = f" (first 8 of {len(self)})" if len(self) > 8 and cells else ""
@@ -297,4 +318,7 @@ class Explanation:
 
     def __repr__(self) -> str:
         shapes = ", ".join(str(r.shape) for r in self.raw)
-        return f"Explanation(method={self.method!r}, samples={len(self)}, layer={self.layer}, attributions={shapes})"
+        return (
+            f"Explanation(method={self.method!r}, samples={len(self)}, layer={self.layer}, "
+            f"attributions={shapes})"
+        )

@@ -280,7 +280,11 @@ class ModelGraph:
                 self.nodes[p].after_global_pooling for p in preds
             )
             path = None
-            if op is not None and not isinstance(op, keras.layers.InputLayer):
+            if (
+                op is not None
+                and history is not None
+                and not isinstance(op, keras.layers.InputLayer)
+            ):
                 node = op._inbound_nodes[history.node_index]
                 if len(node.outputs) == 1:
                     path = pre + op.name
@@ -358,4 +362,3 @@ class ModelGraph:
         while chain[-1] != source:
             chain.append(idom[chain[-1]])
         return [self.nodes[i] for i in reversed(chain)]
-

@@ -318,7 +318,8 @@ def _to_jsonable(obj: Any, where: str = "") -> Any:
         return [_to_jsonable(value, f"{where}[{i}]") for i, value in enumerate(obj)]
     raise bad_type(
         f"obj{where}",
-        "JSON-serialisable (dict, list, tuple, str, number, bool, None, numpy scalar or array, path)",
+        "JSON-serialisable (dict, list, tuple, str, number, bool, None, numpy scalar or array, "
+        "path)",
         obj,
         "Convert it to one of these types first.",
     )
@@ -460,7 +461,7 @@ def write_npy(path: PathLike, array: ArrayLike) -> Path:
 
 
 def resize_image(image: ArrayLike, size: tuple[int, int]) -> np.ndarray:
-    """Resize one RGB/grey image to ``size = (height, width)`` (area for shrinking, linear otherwise)."""
+    """Resize one RGB/grey image to ``size = (height, width)`` (area to shrink, else linear)."""
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise bad_value("image", "one image (H, W) or (H, W, C)", arr)

@@ -113,7 +113,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
         raise XaiValueError(f"Could not load model {str(p)!r}: {exc}") from exc
     except Exception as exc:  # h5py/zip errors on a corrupt or foreign file
         raise XaiValueError(
-            f"Could not load model {str(p)!r}: {type(exc).__name__}: {exc}. Is it a Keras model file?"
+            f"Could not load model {str(p)!r}: {type(exc).__name__}: {exc}. "
+            "Is it a Keras model file?"
         ) from exc
 
 

@@ -55,7 +55,9 @@ def reduce_channels(attributions: np.ndarray, axis: int, mode: Reduce) -> np.nda
         return np.abs(a).sum(axis=axis)
     if mode == "abs_mean":
         return np.abs(a).mean(axis=axis)
-    raise bad_value("reduce", "one of 'sum', 'mean', 'abs_max', 'abs_sum', 'abs_mean', 'none'", mode)
+    raise bad_value(
+        "reduce", "one of 'sum', 'mean', 'abs_max', 'abs_sum', 'abs_mean', 'none'", mode
+    )
 
 
 def rectify(maps: np.ndarray, mode: Rectify) -> np.ndarray:
@@ -142,5 +144,5 @@ def heatmap(
 
 
 def fuse(heatmaps: Sequence[np.ndarray]) -> np.ndarray:
-    """Fuse same-sized heatmaps from several layers: the mean of the normalised maps, renormalised."""
+    """Fuse same-sized heatmaps of several layers: the mean of the normalised maps, renormalised."""
     return normalize(np.mean([normalize(h) for h in heatmaps], axis=0))

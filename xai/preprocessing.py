@@ -15,10 +15,12 @@ returns the model-ready float32 batch of the same shape:
 ===========  ============================================================================
 
 The presets match ``keras.applications.imagenet_utils.preprocess_input`` with ``mode="caffe"``,
-``"tf"`` (``symmetric``) and ``"torch"``. A single-channel batch (grey models) is scaled the same way;
+``"tf"`` (``symmetric``) and ``"torch"``. A single-channel batch (grey models) is scaled the same
+way;
 ``caffe`` and ``torch`` then use the mean of the three channel statistics.
 
-:func:`get_preprocess` also accepts a callable, or ``"module:function"`` / ``"path/to/file.py:function"``,
+:func:`get_preprocess` also accepts a callable, or ``"module:function"`` /
+``"path/to/file.py:function"``,
 which imports the user's function (running that module's code, like any import).
 """
 
@@ -153,7 +155,8 @@ def get_preprocess(spec: str | Callable[[np.ndarray], Any] | Preprocess | None) 
             ``"keras.applications.resnet50:preprocess_input"``).
 
     Returns:
-        A :class:`Preprocess`; calling it on a float32 ``(N, H, W, C)`` batch in ``[0, 255]`` returns
+        A :class:`Preprocess`; calling it on a float32 ``(N, H, W, C)`` batch in ``[0, 255]``
+        returns
         the model-ready batch.
 
     Raises:

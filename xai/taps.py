@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 
 SEP = "/"
 _PROBABILITY_HEADS = ("softmax", "sigmoid", "log_softmax")
-_SKIPPED_FOR_AUTO = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D)
+_SKIPPED_FOR_AUTO = (
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +77,8 @@ def check_graph_model(model: Any) -> keras.Model:
         return model
     if not _is_functional(model):
         raise ModelStructureError(
-            f"`model` is a subclassed keras.Model ({type(model).__name__}) with a custom call(): it "
+            f"`model` is a subclassed keras.Model ({type(model).__name__}) with a custom call(): "
+            "it "
             "has no layer graph, so its intermediate activations and pre-softmax logits cannot be "
             "reached without changing it. What you can do: (1) build the same network with the "
             "functional API or keras.Sequential (the weights can be copied with set_weights), or "
@@ -103,7 +108,9 @@ def layer_paths(
         Paths such as ``["rescaling", "mobilenetv2_1.00_96", "mobilenetv2_1.00_96/Conv1", ...,
         "add_17", "block/conv"]``, the names :func:`tap` and every ``layer=`` accept.
     """
-    return node_paths(check_graph_model(model), leaves_only=leaves_only, include_sublayers=include_sublayers)
+    return node_paths(
+        check_graph_model(model), leaves_only=leaves_only, include_sublayers=include_sublayers
+    )
 
 
 def get_layer(model: keras.Model, path: str) -> Any:
@@ -122,16 +129,21 @@ def channel_axis(layer: Any, rank: int, default: str = "channels_last") -> int:
 
 def model_data_format(model: keras.Model) -> str:
     """``channels_first`` if any layer of the model says so, else ``channels_last``."""
+
     def walk(container: keras.Model) -> bool:
         return any(
-            walk(op) if is_nested_model(op) else getattr(op, "data_format", None) == "channels_first"
+            walk(op)
+            if is_nested_model(op)
+            else getattr(op, "data_format", None) == "channels_first"
             for op in graph_operations(container)
         )
 
     return "channels_first" if walk(model) else "channels_last"
 
 
-def _input_dependencies(tensor: Any, memo: dict[int, frozenset[int]], input_ids: dict[int, int]) -> frozenset[int]:
+def _input_dependencies(
+    tensor: Any, memo: dict[int, frozenset[int]], input_ids: dict[int, int]
+) -> frozenset[int]:
     """Indices of the model inputs that a KerasTensor depends on (walking ``_keras_history``)."""
     key = id(tensor)
     if key in memo:
@@ -162,7 +174,10 @@ def _is_map(node: TensorNode, fmt: str) -> bool:
 
 
 def auto_layer(
-    model: keras.Model, input_index: int = 0, *, output: int | str | None = None,
+    model: keras.Model,
+    input_index: int = 0,
+    *,
+    output: int | str | None = None,
     graph: ModelGraph | None = None,
 ) -> str:
     """Choose the CAM layer for model input ``input_index``: the map the head really sees.
@@ -179,7 +194,9 @@ def auto_layer(
             spatial layer; input-gradient methods still work.
     """
     model = check_graph_model(model)
-    out_index = resolve_output(model, output) if output is not None or len(model.outputs) == 1 else 0
+    out_index = (
+        resolve_output(model, output) if output is not None or len(model.outputs) == 1 else 0
+    )
     graph = graph if graph is not None else ModelGraph(model)
     rank = len(model.inputs[input_index].shape)
     fmt = model_data_format(model)
@@ -209,7 +226,10 @@ def auto_layer(
             "xai: no spatial map larger than 1x1 carries every path from input %d of model %r to "
             "its output; using %r (output %s). Pass `layer=` to pick an earlier, larger feature "
             "map (or several branch layers, whose maps are fused).",
-            input_index, model.name, chosen.path, chosen.shape,
+            input_index,
+            model.name,
+            chosen.path,
+            chosen.shape,
         )
         return str(chosen.path)
     chosen = maps[-1]
@@ -229,10 +249,19 @@ def auto_layer(
         log.warning(
             "xai: auto-selected layer %r (output %s) for input %d of model %r because %s. Pass "
             "`layer=` to choose another.",
-            chosen.path, chosen.shape, input_index, model.name, " and ".join(reasons),
+            chosen.path,
+            chosen.shape,
+            input_index,
+            model.name,
+            " and ".join(reasons),
         )
     else:
-        log.info("xai: auto-selected layer %r (output %s) for input %d", chosen.path, chosen.shape, input_index)
+        log.info(
+            "xai: auto-selected layer %r (output %s) for input %d",
+            chosen.path,
+            chosen.shape,
+            input_index,
+        )
     return str(chosen.path)
 
 
@@ -268,7 +297,9 @@ def resolve_output(model: keras.Model, output: int | str | None) -> int:
         raise bad_type("output", "an output index (int) or output layer name (str)", output)
     if isinstance(output, int):
         if not -n <= output < n:
-            raise bad_value("output", f"an index in [0, {n - 1}]", output, f"The outputs are {listing}.")
+            raise bad_value(
+                "output", f"an index in [0, {n - 1}]", output, f"The outputs are {listing}."
+            )
         return output % n
     if output not in names:
         raise bad_value(
@@ -339,16 +370,16 @@ class PreActivation(keras.layers.Layer):
 
 
 def _is_conv(layer: Any) -> bool:
-    return hasattr(layer, "convolution_op") and hasattr(layer, "kernel") and not isinstance(
-        layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+    return (
+        hasattr(layer, "convolution_op")
+        and hasattr(layer, "kernel")
+        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D))
     )
 
 
 def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> Any:
-    """Call ``layer`` on its replayed arguments, returning the tensor before its final activation."""
-    if isinstance(layer, keras.layers.Softmax) or (
-        type(layer) is keras.layers.Activation
-    ):
+    """Call ``layer`` on its replayed arguments; return the tensor before its final activation."""
+    if isinstance(layer, keras.layers.Softmax) or (type(layer) is keras.layers.Activation):
         return args[0]
     if isinstance(layer, keras.layers.Dense) or _is_conv(layer):
         return PreActivation(layer)(args[0])
@@ -356,7 +387,8 @@ def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -
         f"The model's output is produced by layer {layer.name!r} ({type(layer).__name__}) with "
         f"activation {_activation_name(getattr(layer, 'activation', None))!r} fused in; xai can "
         "remove a fused activation only from Dense and Conv layers. Build the model with the "
-        "activation as its own layer (keras.layers.Activation / Softmax) so the logits are reachable."
+        "activation as its own layer (keras.layers.Activation / Softmax) so the logits are "
+        "reachable."
     )
 
 
@@ -369,7 +401,7 @@ LayerHook = Callable[[keras.layers.Layer, str, tuple, dict], Any]
 
 
 def _fresh_inputs(model: keras.Model) -> Any:
-    """New ``keras.Input`` tensors in the structure of ``model.input``, with a None batch dimension."""
+    """New ``keras.Input`` tensors in the structure of ``model.input``, with a None batch axis."""
 
     def make(t: Any) -> Any:
         return keras.Input(batch_shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name)
@@ -440,7 +472,11 @@ def _rebuild(
                 _prefix=_prefix + layer.name + SEP,
             )
             if not nested:
-                leaves = [v for v in keras.tree.flatten((args, kwargs)) if isinstance(v, keras.KerasTensor)]
+                leaves = [
+                    v
+                    for v in keras.tree.flatten((args, kwargs))
+                    if isinstance(v, keras.KerasTensor)
+                ]
                 feed = [*leaves, *extra_inputs]
                 results = sub(feed[0] if len(feed) == 1 else feed)
             elif extra_inputs:
@@ -485,7 +521,11 @@ def _rebuild(
     if missing:  # a sub-layer that call() never runs on a tensor (or runs only through raw TF)
         raise ModelStructureError(
             f"Could not reach {missing} in model {model.name!r}: "
-            + ("that layer's call() does not call it on a tensor." if model.name.endswith("_traced") else "no such node was replayed.")
+            + (
+                "that layer's call() does not call it on a tensor."
+                if model.name.endswith("_traced")
+                else "no such node was replayed."
+            )
             + " Tap the enclosing layer's output instead; xai.layer_paths(model) lists the paths."
         )
     model_inputs = inputs if isinstance(model, keras.Sequential) else keras.tree.flatten(inputs)
@@ -493,7 +533,9 @@ def _rebuild(
         model_inputs = [*keras.tree.flatten(model_inputs), *extra_inputs]
     if isinstance(model_inputs, list) and len(model_inputs) == 1:
         model_inputs = model_inputs[0]
-    new = keras.Model(model_inputs, [*outputs, *(captured[p] for p in wanted)], name=f"{model.name}_tap")
+    new = keras.Model(
+        model_inputs, [*outputs, *(captured[p] for p in wanted)], name=f"{model.name}_tap"
+    )
     return new, len(outputs)
 
 
@@ -578,7 +620,9 @@ class Tap:
             # A sub-layer depends on what the graph node that calls it depends on.
             node = graph.find(graph_prefix(model, p))
             deps = node.inputs if node is not None else frozenset()
-            owners.append(next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None))
+            owners.append(
+                next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None)
+            )
         return cls(
             model=keras_model,
             layers=tuple(paths),

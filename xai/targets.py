@@ -51,7 +51,11 @@ def probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.ndarray 
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
     if head == "sigmoid":
         p = 1.0 / (1.0 + np.exp(-z))
-        return np.concatenate([1 - p, p], axis=1).astype(np.float32) if z.shape[1] == 1 else p.astype(np.float32)
+        return (
+            np.concatenate([1 - p, p], axis=1).astype(np.float32)
+            if z.shape[1] == 1
+            else p.astype(np.float32)
+        )
     return None
 
 
@@ -61,7 +65,9 @@ def class_probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.nd
     return p if p is not None else probabilities(logits, "softmax", num_logits)  # type: ignore[return-value]
 
 
-def resolve(targets: TargetSpec, n: int, head: str, num_logits: int) -> np.ndarray | Callable[[Any], Any]:
+def resolve(
+    targets: TargetSpec, n: int, head: str, num_logits: int
+) -> np.ndarray | Callable[[Any], Any]:
     """Normalise ``targets`` for ``n`` samples.
 
     Args:
@@ -114,7 +120,11 @@ def resolve(targets: TargetSpec, n: int, head: str, num_logits: int) -> np.ndarr
         raise bad_value(
             "targets",
             f"class indices in [0, {k - 1}] (the model has {k} classes"
-            + (", a single sigmoid logit explained as classes 0 and 1" if is_binary(head, num_logits) else "")
+            + (
+                ", a single sigmoid logit explained as classes 0 and 1"
+                if is_binary(head, num_logits)
+                else ""
+            )
             + ")",
             first,
             "Check the class numbering of your labels.",

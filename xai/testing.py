@@ -21,7 +21,9 @@ def functional_cnn(
     input_shape: tuple[int, ...] = (16, 16, 3),
     num_classes: int = 4,
     *,
-    head: Literal["dense_softmax", "softmax_layer", "activation_softmax", "linear", "sigmoid"] = "dense_softmax",
+    head: Literal[
+        "dense_softmax", "softmax_layer", "activation_softmax", "linear", "sigmoid"
+    ] = "dense_softmax",
     seed: int = 0,
 ) -> keras.Model:
     """``Input -> Conv(8) -> Conv(6, "last_conv") -> GAP -> Dense(num_classes) -> head``."""
@@ -52,7 +54,7 @@ def sequential_cnn(
     built: Literal["input", "build", "call"] = "input",
     seed: int = 0,
 ) -> keras.Sequential:
-    """A Sequential CNN ending in ``Dense(softmax)``, built with ``keras.Input``, ``build()`` or a call."""
+    """A Sequential CNN ending in ``Dense(softmax)``, built via keras.Input, build() or a call."""
     _seed(seed)
     body = [
         L.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
@@ -71,7 +73,9 @@ def sequential_cnn(
     return model
 
 
-def bn_cnn(input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+def bn_cnn(
+    input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, seed: int = 0
+) -> keras.Model:
     """``Conv -> BatchNorm -> ReLU -> MaxPool -> Flatten -> Dense(softmax)``."""
     _seed(seed)
     inputs = keras.Input(input_shape)
@@ -85,14 +89,16 @@ def bn_cnn(input_shape: tuple[int, ...] = (16, 16, 3), num_classes: int = 3, *, 
 
 
 def linear_model(num_features: int = 6, num_classes: int = 3, *, seed: int = 0) -> keras.Model:
-    """``Input(num_features) -> Dense(num_classes, softmax)``: its logit gradient is a weight column."""
+    """``Input(num_features) -> Dense(num_classes, softmax)``: logit gradients = weight columns."""
     _seed(seed)
     inputs = keras.Input((num_features,))
     out = L.Dense(num_classes, activation="softmax", name="predictions")(inputs)
     return keras.Model(inputs, out, name="linear_model")
 
 
-def backbone(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, name: str = "backbone") -> keras.Model:
+def backbone(
+    input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, name: str = "backbone"
+) -> keras.Model:
     """A small functional feature extractor (no head), to nest inside other models."""
     _seed(seed)
     inputs = keras.Input(input_shape)
@@ -251,7 +257,9 @@ def multi_output_model(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int 
     return keras.Model(inputs, [species, animal], name="multi_output")
 
 
-def conv1d_model(length: int = 20, channels: int = 1, num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+def conv1d_model(
+    length: int = 20, channels: int = 1, num_classes: int = 3, *, seed: int = 0
+) -> keras.Model:
     """A 1-D signal classifier ``Conv1D -> Conv1D("last_conv") -> GAP -> Dense(softmax)``."""
     _seed(seed)
     inputs = keras.Input((length, channels))
@@ -262,7 +270,9 @@ def conv1d_model(length: int = 20, channels: int = 1, num_classes: int = 3, *, s
     return keras.Model(inputs, out, name="conv1d_model")
 
 
-def conv3d_model(input_shape: tuple[int, ...] = (8, 12, 12, 1), num_classes: int = 2, *, seed: int = 0) -> keras.Model:
+def conv3d_model(
+    input_shape: tuple[int, ...] = (8, 12, 12, 1), num_classes: int = 2, *, seed: int = 0
+) -> keras.Model:
     """A volume classifier ``Conv3D("last_conv") -> GAP -> Dense(softmax)``."""
     _seed(seed)
     inputs = keras.Input(input_shape)
@@ -272,7 +282,9 @@ def conv3d_model(input_shape: tuple[int, ...] = (8, 12, 12, 1), num_classes: int
     return keras.Model(inputs, out, name="conv3d_model")
 
 
-def channels_first_cnn(input_shape: tuple[int, ...] = (3, 16, 16), num_classes: int = 3, *, seed: int = 0) -> keras.Model:
+def channels_first_cnn(
+    input_shape: tuple[int, ...] = (3, 16, 16), num_classes: int = 3, *, seed: int = 0
+) -> keras.Model:
     """A ``channels_first`` CNN (input ``(C, H, W)``)."""
     _seed(seed)
     inputs = keras.Input(input_shape)
@@ -312,7 +324,9 @@ def subclassed_model(input_shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 
     return net
 
 
-def random_images(n: int, shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, dtype: str = "float32") -> np.ndarray:
+def random_images(
+    n: int, shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0, dtype: str = "float32"
+) -> np.ndarray:
     """Seeded random inputs: uint8 in [0, 255] or float in [0, 1)."""
     rng = np.random.default_rng(seed)
     if dtype == "uint8":
@@ -321,7 +335,7 @@ def random_images(n: int, shape: tuple[int, ...] = (16, 16, 3), *, seed: int = 0
 
 
 def model_fingerprint(model: keras.Model) -> dict[str, object]:
-    """Everything that must not change when xai explains ``model``: weights, configs, activations."""
+    """What must not change when xai explains ``model``: weights, configs, activations."""
     return {
         "weights": [np.array(w) for w in model.get_weights()],
         "weight_names": [w.path for w in model.weights],
@@ -403,7 +417,9 @@ def demo_cnn(
     return keras.Model(inputs, out, name="demo_cnn")
 
 
-def shapes_cnn(image_size: int = 64, num_classes: int = 4, *, name: str = "shapes_cnn") -> keras.Model:
+def shapes_cnn(
+    image_size: int = 64, num_classes: int = 4, *, name: str = "shapes_cnn"
+) -> keras.Model:
     """The architecture of the shipped demo models (``xai/assets/*.keras``), untrained.
 
     ``Input`` (RGB floats in 0-255) -> ``Rescaling(1/255)`` -> Conv-BN-ReLU blocks with three

@@ -110,7 +110,10 @@ class TrainingTap:
         return outs[0], dict(zip(self.layers, outs[1:]))
 
     def __repr__(self) -> str:
-        return f"TrainingTap(model={self.source.name!r}, layers={list(self.layers)}, head={self.head!r})"
+        return (
+            f"TrainingTap(model={self.source.name!r}, layers={list(self.layers)}, "
+            f"head={self.head!r})"
+        )
 
 
 __all__ = ["TrainingTap"]

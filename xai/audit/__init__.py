@@ -10,6 +10,7 @@ compatibility).
 
 import sys as _sys
 import types as _types
+from typing import Any
 
 from .checks import THRESHOLDS, audit, run_audit
 from .faithfulness import auc
@@ -19,7 +20,7 @@ from .sanity import EDGE_DETECTOR, spearman, ssim
 
 
 class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return run_audit(*args, **kwargs)
 
 

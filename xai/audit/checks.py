@@ -109,7 +109,8 @@ def audit(
         class_names: names of the classes (index = label), shown in the report.
         names: one name per image (file names), shown in the gallery.
         layer: CAM layer (None: auto-selected, recorded in the report).
-        method_params: extra parameters per method name, e.g. ``{"smoothgrad": {"num_samples": 10}}``.
+        method_params: extra parameters per method name, e.g. ``{"smoothgrad": {"num_samples":
+        10}}``.
         num_steps: deletion/insertion steps K.
         deletion_baseline: ``"zero"`` or ``"mean"`` (the value deleted pixels take).
         sanity_images: images used by the sanity checks (a seeded subset; all when larger than N).
@@ -139,12 +140,24 @@ def audit(
         n_stages_est = min(n_stages_est, max(1, int(sanity_stages)))
     total = 2 * len(method_objs) + 1 + (1 if masks_arr is not None else 0) + n_stages_est + 2
     bar = tqdm(
-        total=total, desc="xai audit", unit="stage", disable=None if progress is None else not progress
+        total=total,
+        desc="xai audit",
+        unit="stage",
+        disable=None if progress is None else not progress,
     )
     run = _explain_all(
-        explainer, x, y, masks_arr, names, class_names, method_objs,
-        {k: dict(v) for k, v in (method_params or {}).items()}, seed, batch_size, bar,
-    )  # fmt: skip
+        explainer,
+        x,
+        y,
+        masks_arr,
+        names,
+        class_names,
+        method_objs,
+        {k: dict(v) for k, v in (method_params or {}).items()},
+        seed,
+        batch_size,
+        bar,
+    )
     faith = check_faithfulness(run, num_steps, deletion_baseline, bar)
     loc = check_localisation(run, tolerance, bar) if masks_arr is not None else None
     sanity_res = check_sanity(run, model, sanity_idx, sanity_stages, layer, bar)
@@ -236,9 +249,14 @@ class AuditRun:
     def heatmaps(self, explainer: Explainer, x: np.ndarray, m: Method, targets: Any) -> np.ndarray:
         """Heatmaps of ``m`` on ``x`` with the audit's batch size, seed and method parameters."""
         return explainer.explain(
-            x, m, targets=targets, batch_size=self.batch_size, seed=self.seed, progress=False,
+            x,
+            m,
+            targets=targets,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            progress=False,
             **self.method_params.get(m.name, {}),
-        ).heatmap  # fmt: skip
+        ).heatmap_for(0)
 
 
 def _explain_all(
@@ -267,25 +285,38 @@ def _explain_all(
     k = targets_mod.num_classes(tap.head, tap.num_logits)
     if y.min() < 0 or y.max() >= k:
         raise bad_value("labels", f"class indices in [0, {k - 1}] (the model has {k} classes)", y)
-    names_k = [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    names_k = (
+        [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
+    )
     if len(names_k) != k:
         raise bad_value("class_names", f"{k} names (one per class)", class_names)
     preds = first.predictions.astype(np.int64)
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (y, preds), 1)
     return AuditRun(
-        x=x, y=y, masks=masks, names=names, class_names=names_k, explainer=explainer,
-        methods=methods, method_params=method_params, expl=expl, preds=preds,
+        x=x,
+        y=y,
+        masks=masks,
+        names=names,
+        class_names=names_k,
+        explainer=explainer,
+        methods=methods,
+        method_params=method_params,
+        expl=expl,
+        preds=preds,
         probs=targets_mod.class_probabilities(first.logits, tap.head, tap.num_logits),
-        confusion=confusion, seed=seed, batch_size=batch_size, bar=bar,
-    )  # fmt: skip
+        confusion=confusion,
+        seed=seed,
+        batch_size=batch_size,
+        bar=bar,
+    )
 
 
 # ------------------------------------------------------------------------------------ checks
 
 
 def check_faithfulness(
-    run: AuditRun, num_steps: int, deletion_baseline: str, bar: Any
+    run: AuditRun, num_steps: int, deletion_baseline: Any, bar: Any
 ) -> dict[str, Any]:
     """Deletion and insertion AUCs per method and for a random-attribution baseline."""
     engine = run.explainer.engine(False)
@@ -308,9 +339,16 @@ def check_faithfulness(
         res = {}
         for mode in ("deletion", "insertion"):
             c = faithfulness.curves(
-                probability, model_x, h, run.preds, mode=mode, num_steps=num_steps,
-                baseline=deletion_baseline, chunk_size=chunk, seed=run.seed,  # type: ignore[arg-type]
-            )  # fmt: skip
+                probability,
+                model_x,
+                h,
+                run.preds,
+                mode=mode,
+                num_steps=num_steps,
+                baseline=deletion_baseline,
+                chunk_size=chunk,
+                seed=run.seed,
+            )
             a = faithfulness.auc(c)
             res[mode] = {
                 "auc": float(a.mean()),
@@ -358,13 +396,15 @@ def check_localisation(run: AuditRun, tolerance: int | None, bar: Any) -> Locali
         per_class = []
         for c in range(run.num_classes):
             sel = run.y == c
-            per_class.append({
-                "class": run.class_names[c],
-                "count": int(sel.sum()),
-                "pointing_game": float(hits[sel].mean()) if sel.any() else None,
-                "energy_inside": float(en[sel].mean()) if sel.any() else None,
-                "iou": float(overlap[sel].mean()) if sel.any() else None,
-            })  # fmt: skip
+            per_class.append(
+                {
+                    "class": run.class_names[c],
+                    "count": int(sel.sum()),
+                    "pointing_game": float(hits[sel].mean()) if sel.any() else None,
+                    "energy_inside": float(en[sel].mean()) if sel.any() else None,
+                    "iou": float(overlap[sel].mean()) if sel.any() else None,
+                }
+            )
         report["methods"][name] = {
             "pointing_game": float(hits.mean()),
             "energy_inside": float(en.mean()),
@@ -523,16 +563,18 @@ def _gallery(
     shown = to_display(x[cand][..., :3] if x.shape[-1] >= 3 else np.repeat(x[cand], 3, -1))
     overlays = run.expl[primary][cand].overlay() if x.shape[-1] in (3, 4) else shown
     for j, i in enumerate(cand):
-        gallery.append({
-            "index": int(i),
-            "name": run.names[i] if run.names is not None else f"image {int(i)}",
-            "true": run.class_names[int(run.y[i])],
-            "predicted": run.class_names[int(run.preds[i])],
-            "probability": float(probs[i, run.preds[i]]),
-            "energy_inside": float(loc.energy[primary][i]) if loc is not None else None,
-            "reason": reason,
-            "method": primary,
-        })  # fmt: skip
+        gallery.append(
+            {
+                "index": int(i),
+                "name": run.names[i] if run.names is not None else f"image {int(i)}",
+                "true": run.class_names[int(run.y[i])],
+                "predicted": run.class_names[int(run.preds[i])],
+                "probability": float(probs[i, run.preds[i]]),
+                "energy_inside": float(loc.energy[primary][i]) if loc is not None else None,
+                "reason": reason,
+                "method": primary,
+            }
+        )
         gallery_images.append((np.asarray(shown[j])[..., :3], np.asarray(overlays[j])[..., :3]))
     return gallery, gallery_images
 

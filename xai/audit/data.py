@@ -29,7 +29,7 @@ def load_folder(
     labels: list[str] | None = None,
     mask_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str], list[str]]:
-    """Read a class-per-sub-folder tree: (images, labels, masks or None, file names, class names)."""
+    """Read a class-per-sub-folder tree: (images, labels, masks or None, file and class names)."""
     from .. import io
 
     root = Path(data_dir)
@@ -42,7 +42,8 @@ def load_folder(
     missing = [c for c in classes if c not in found]
     if missing or not classes:
         raise XaiValueError(
-            f"DATA_DIR {str(root)!r} must hold one sub-folder per class; missing {missing or 'all'} "
+            f"DATA_DIR {str(root)!r} must hold one sub-folder per class; "
+            f"missing {missing or 'all'} "
             f"(found {found})."
         )
     images, ys, masks, names = [], [], [], []

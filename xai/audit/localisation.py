@@ -43,7 +43,9 @@ def pointing_game(heatmaps: np.ndarray, masks: np.ndarray, *, tolerance: int = 0
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
         raise bad_value("tolerance", "an int >= 0 (pixels)", tolerance)
     if tolerance:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
+        kernel = cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1)
+        )
         m = np.stack([cv2.dilate(x.astype(np.uint8), kernel).astype(bool) for x in m])
     peak = h.reshape(len(h), -1).max(axis=1)
     at_peak = h == peak[:, None, None]
@@ -68,4 +70,3 @@ def iou(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> n
     inter = (on & m).reshape(len(h), -1).sum(1)
     union = (on | m).reshape(len(h), -1).sum(1)
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-

@@ -79,7 +79,7 @@ class AuditReport:
 
     @property
     def shortcut_alarm(self) -> bool:
-        """The headline shortcut alarm: the primary method's off-object flag (False without masks)."""
+        """The headline shortcut alarm: the primary method's off-object flag (False, no masks)."""
         f = self.flag("shortcut")
         return bool(f is not None and f.raised)
 
@@ -111,7 +111,7 @@ class AuditReport:
         return render_html(self)
 
     def save(self, directory: str | Path) -> list[Path]:
-        """Write ``report.html`` and ``report.json`` into ``directory`` (created); returns the paths."""
+        """Write ``report.html`` and ``report.json`` into ``directory``; return the paths."""
         root = Path(directory)
         return [
             io.atomic_write_text(root / "report.html", self.to_html()),
@@ -232,10 +232,13 @@ def _sanity_figure(report: AuditReport) -> str:
 
 CSS = """
 body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 th{background:#f0f0f0}.flag{padding:4px 8px;margin:3px 0;border-radius:3px}
-.raised{background:#fde2e1;border-left:5px solid #c00}.ok{background:#e6f4ea;border-left:5px solid #2a2}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ccc;padding:4px;font-size:12px;width:270px}
+.raised{background:#fde2e1;border-left:5px solid #c00}
+.ok{background:#e6f4ea;border-left:5px solid #2a2}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}
+.card{border:1px solid #ccc;padding:4px;font-size:12px;width:270px}
 .rule{color:#555;font-size:12px}
 """
 
@@ -250,7 +253,8 @@ def _flags_section(report: AuditReport) -> list[str]:
         cls = "raised" if f.raised else "ok"
         parts.append(
             f"<div class='flag {cls}'><b>{'FLAG' if f.raised else 'ok'}</b>: {_e(f.message)} "
-            f"(value {f.value:.3f}, threshold {f.threshold:.3f})<div class='rule'>rule: {_e(f.rule)}</div></div>"
+            f"(value {f.value:.3f}, threshold {f.threshold:.3f})"
+            f"<div class='rule'>rule: {_e(f.rule)}</div></div>"
         )
     return parts
 
@@ -276,8 +280,9 @@ def _faithfulness_section(report: AuditReport) -> list[str]:
     fa = report.faithfulness
     parts.append(
         "<h2>Faithfulness: deletion and insertion (RISE)</h2>"
-        f"<p>{fa['num_steps']} steps; deleted pixels become {_e(fa['deletion_baseline'])}; insertion "
-        "starts from a blurred image. Deletion AUC: lower is better; insertion AUC: higher is better. "
+        f"<p>{fa['num_steps']} steps; deleted pixels become {_e(fa['deletion_baseline'])}; "
+        "insertion starts from a blurred image. Deletion AUC: lower is better; insertion AUC: "
+        "higher is better. "
         "The random row ranks pixels by seeded random heatmaps.</p>"
     )
     rows = [
@@ -297,7 +302,8 @@ def _localisation_section(report: AuditReport) -> list[str]:
         parts.append("<p>No masks given: localisation skipped.</p>")
     else:
         parts.append(
-            f"<p>Pointing game with a tolerance of {loc['tolerance_px']} px (one feature-map cell); "
+            f"<p>Pointing game with a tolerance of {loc['tolerance_px']} px "
+            "(one feature-map cell); "
             f"energy inside the mask (energy-based pointing game); IoU of the map thresholded at "
             f"{loc['iou_threshold']:g} with the mask.</p>"
         )
@@ -331,7 +337,8 @@ def _sanity_section(report: AuditReport) -> list[str]:
     sa = report.sanity
     parts.append(
         "<h2>Sanity checks (Adebayo et al. 2018)</h2>"
-        f"<p>Cascading randomisation of a clone's weights from the logits down, on {sa['num_images']} "
+        "<p>Cascading randomisation of a clone's weights from the logits down, on "
+        f"{sa['num_images']} "
         "images; similarity of each stage's maps to the original maps. Random-logit test: the map "
         "of a random other class against the predicted class's map (low is good).</p>"
     )

@@ -1,4 +1,5 @@
-"""Sanity checks for saliency maps (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018).
+"""Sanity checks for saliency maps (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS
+2018).
 
 * **Cascading model-parameter randomisation**: the layers with weights are re-initialised one at a
   time from the logits down (on a *clone* of the model, never the user's weights), and after each
@@ -30,7 +31,7 @@ from ..methods.registry import Method, MethodResult
 
 
 def rankdata(values: np.ndarray) -> np.ndarray:
-    """Ranks (1-based) of a 1-D array, ties get the average of their ranks (as scipy's "average")."""
+    """Ranks (1-based) of a 1-D array; ties get the mean of their ranks (scipy's "average")."""
     x = np.asarray(values).ravel()
     sorter = np.argsort(x, kind="mergesort")
     inv = np.empty(len(x), np.intp)
@@ -123,7 +124,9 @@ EDGE_DETECTOR = Method(
     stochastic=False,
     defaults={},
     display=GRADIENT_DISPLAY,
-    reference="Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (edge-detector baseline)",
+    reference=(
+        "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (edge-detector baseline)"
+    ),
     summary="Sobel gradient magnitude of the input (ignores the model; sanity-check oracle)",
     family="other",
 )

@@ -15,24 +15,37 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="xai-demo", help="output folder (default: xai-demo)")
-    p.add_argument("--images", default=None, help="a save_image_folder folder (default: the shipped sample)")
+    p.add_argument(
+        "--images", default=None, help="a save_image_folder folder (default: the shipped sample)"
+    )
     p.add_argument("--model", default=None, help="a .keras model (default: the shipped shapes CNN)")
     p.add_argument("--grid-rows", type=int, default=12, help="images shown in grid.png")
-    p.add_argument("--no-audit", action="store_true", help="skip the audit report (audit/report.html)")
+    p.add_argument(
+        "--no-audit", action="store_true", help="skip the audit report (audit/report.html)"
+    )
 
 
 def run(args: Any) -> int:
     from ..demo import run_demo
 
     manifest = run_demo(
-        args.out, images=args.images, model_path=args.model, grid_rows=args.grid_rows,
+        args.out,
+        images=args.images,
+        model_path=args.model,
+        grid_rows=args.grid_rows,
         audit=not getattr(args, "no_audit", False),
     )
     out = Path(args.out)
     print(f"xai demo: {manifest['num_images']} images from {manifest['images']}")
-    print(f"  model {manifest['model']} (layer {', '.join(manifest['layer'])}), accuracy {manifest['accuracy']:.2f}")
+    print(
+        f"  model {manifest['model']} (layer {', '.join(manifest['layer'])}), "
+        f"accuracy {manifest['accuracy']:.2f}"
+    )
     pg = manifest["pointing_game"]
-    print(f"  pointing game (map maximum on the object): Grad-CAM {pg['gradcam']:.0%}, SmoothGrad {pg['smoothgrad']:.0%}")
+    print(
+        "  pointing game (map maximum on the object): "
+        f"Grad-CAM {pg['gradcam']:.0%}, SmoothGrad {pg['smoothgrad']:.0%}"
+    )
     n_overlays = sum(1 for f in manifest["files"] if f.startswith("overlays/"))
     print(f"  wrote {n_overlays} overlays under {out / 'overlays'}/")
     print(f"  wrote {out / 'grid.png'} (image | Grad-CAM | SmoothGrad)")
@@ -42,5 +55,3 @@ def run(args: Any) -> int:
     print(f"  wrote {out / 'manifest.json'}")
     print(f"  done in {manifest['seconds']:.1f} s")
     return 0
-
-

@@ -130,10 +130,17 @@ def run(args: argparse.Namespace) -> int:
             npy = io.write_npy(out / f"{stem}_{e.method}.npy", e.attributions[0])
             run_info = {"method": e.method, "params": e.params, "layer": e.layer}
             rows.append(
-                {"path": str(path), "status": "ok", "overlay": png.name, "raw": npy.name,
-                 "predicted": int(e.predictions[0]), "label": e.label(0),
-                 "target": int(e.targets[0]), "score": float(e.scores[0])}
-            )  # fmt: skip
+                {
+                    "path": str(path),
+                    "status": "ok",
+                    "overlay": png.name,
+                    "raw": npy.name,
+                    "predicted": int(e.predictions[0]),
+                    "label": e.label(0),
+                    "target": int(e.targets[0]),
+                    "score": float(e.scores[0]),
+                }
+            )
             print(f"{path}: {e.label(0)} -> {png}")
         except XaiError as exc:
             rows.append({"path": str(path), "status": "error", "error": str(exc)})

@@ -55,8 +55,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="CAM layer path ('outer/inner' for nested models); default: auto",
     )
-    p.add_argument("--targets", default="predicted",
-                   help="'predicted' (default), a class index or name for all images, or a CSV with path,target columns")  # fmt: skip
+    p.add_argument(
+        "--targets",
+        default="predicted",
+        help="'predicted' (default), a class index or name for all images, "
+        "or a CSV with path,target columns",
+    )
     p.add_argument(
         "--batch-size", type=int, default=32, help="images per compiled step (default 32)"
     )
@@ -66,8 +70,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="HxW",
         help="resize size for models that accept any size",
     )
-    p.add_argument("--preprocess", default="none", metavar="PRESET|module:function",
-                   help="one of " + ", ".join(PRESETS) + " (default none), or module:function / file.py:function")  # fmt: skip
+    p.add_argument(
+        "--preprocess",
+        default="none",
+        metavar="PRESET|module:function",
+        help="one of "
+        + ", ".join(PRESETS)
+        + " (default none), or module:function / file.py:function",
+    )
     p.add_argument(
         "--labels",
         default=None,
@@ -89,11 +99,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--alpha", type=float, default=0.4, help="overlay opacity of the colour map (default 0.4)"
     )
     p.add_argument("--colormap", default="jet", help="colour map name (default jet)")
-    p.add_argument("--png-compression", type=int, default=None, metavar="0-9",
-                   help="zlib level of the PNGs: 0 = none (fastest, files ~1.5-2x larger) to 9 (smallest); default OpenCV's (1)")  # fmt: skip
+    p.add_argument(
+        "--png-compression",
+        type=int,
+        default=None,
+        metavar="0-9",
+        help="zlib level of the PNGs: 0 = none (fastest, files ~1.5-2x larger) to 9 (smallest); "
+        "default OpenCV's (1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of stochastic methods (default 0)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a method parameter, e.g. --param num_samples=10 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method parameter, e.g. --param num_samples=10 (repeatable)",
+    )
     p.add_argument(
         "--max-pixels",
         type=int,

@@ -1,6 +1,7 @@
 """``xai export``: explain every image of a folder tree, fast, resumably and safely.
 
-``export(model, input_dir, output_dir, ...)`` walks ``input_dir`` (nested folders included), explains
+``export(model, input_dir, output_dir, ...)`` walks ``input_dir`` (nested folders included),
+explains
 every image with one method and writes, mirroring the folder structure::
 
     output_dir/

@@ -1,6 +1,5 @@
 """The export's journal: manifest rows, resume state, the settings file and the folder lock."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -26,9 +25,23 @@ _OUR_FILES = frozenset({CONFIG_NAME, MANIFEST_NAME, SUMMARY_NAME, LOCK_NAME})
 _TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")  # xai.io's atomic-write temporaries
 
 _ROW_KEYS = (
-    "path", "status", "error", "height", "width", "predicted", "predicted_label", "probability",
-    "target", "target_label", "target_probability", "score", "method", "params", "layer", "outputs",
-)  # fmt: skip
+    "path",
+    "status",
+    "error",
+    "height",
+    "width",
+    "predicted",
+    "predicted_label",
+    "probability",
+    "target",
+    "target_label",
+    "target_probability",
+    "score",
+    "method",
+    "params",
+    "layer",
+    "outputs",
+)
 
 
 # ------------------------------------------------------------------------------------ manifest
@@ -128,10 +141,10 @@ def _compact(path: Path, order: Sequence[str]) -> dict[str, int]:
     counts = {"ok": 0, "error": 0, "skipped": 0}
     with open(path, "rb") as source, io._atomic_open(path) as target:
         for rel in order:
-            offset = offsets.get(rel)
-            if offset is None:
+            found = offsets.get(rel)
+            if found is None:
                 continue
-            source.seek(offset)
+            source.seek(found)
             line = source.readline()
             target.write(line)
             status = json.loads(line).get("status")
@@ -149,7 +162,6 @@ def _clean_temporaries(root: Path) -> int:
                     os.unlink(os.path.join(folder, name))
                     removed += 1
     return removed
-
 
 
 # ------------------------------------------------------------------------------------ export
@@ -251,4 +263,3 @@ def _locked(out: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
-

@@ -1,6 +1,5 @@
 """The loader: a ``tf.data`` pipeline that reads, decodes, resizes and preprocesses images."""
 
-
 from __future__ import annotations
 
 import os
@@ -105,5 +104,3 @@ class _Loader:
         options = tf.data.Options()
         options.autotune.enabled = False
         return ds.batch(batch_size).prefetch(prefetch).with_options(options)
-
-

@@ -1,6 +1,5 @@
 """Output names: mirrored input paths, sanitised, never colliding, always inside OUTPUT_DIR."""
 
-
 from __future__ import annotations
 
 import hashlib
@@ -86,5 +85,3 @@ class _Containment:
             )
         with self._lock:
             self._ok.add(parent)
-
-

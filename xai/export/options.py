@@ -1,6 +1,5 @@
 """The export's options: formats, image size, class names and targets, parsed and checked once."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -192,5 +191,3 @@ def _resolve_targets(
     raise bad_type(
         "targets", "'predicted', a class index, a class name, a CSV path or a mapping", targets
     )
-
-

@@ -1,6 +1,5 @@
 """The export itself: ``export()`` in named stages over the loader, the explainer and the writer."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -226,27 +225,35 @@ def export(
     size, channels, channels_first = _check_model(explainer, m, size_arg, pre)
     fixed_target, target_map, target_desc = _resolve_targets(targets, src, names)
     e0 = _preflight(
-        explainer, m, (size, channels, channels_first), fixed_target, target_map, names,
-        seed, run_params,
-    )  # fmt: skip
+        explainer,
+        m,
+        (size, channels, channels_first),
+        fixed_target,
+        target_map,
+        names,
+        seed,
+        run_params,
+    )
     resolved_params = _plain(dict(e0.params))
     layer_paths = list(e0.layer) if e0.layer else None
-    settings = _plain({
-        "input_dir": str(src.resolve()),
-        "model": models_io.fingerprint(explainer.model),
-        "method": m.name,
-        "params": resolved_params,
-        "layer": layer_paths,
-        "targets": target_desc,
-        "image_size": list(size),
-        "preprocess": pre.spec,
-        "formats": list(fmt),
-        "alpha": float(alpha),
-        "colormap": str(colormap).strip().lower(),
-        "png_compression": None if png_compression is None else int(png_compression),
-        "class_names": list(names) if names else None,
-        "max_pixels": max_pixels,
-    })  # fmt: skip
+    settings = _plain(
+        {
+            "input_dir": str(src.resolve()),
+            "model": models_io.fingerprint(explainer.model),
+            "method": m.name,
+            "params": resolved_params,
+            "layer": layer_paths,
+            "targets": target_desc,
+            "image_size": list(size),
+            "preprocess": pre.spec,
+            "formats": list(fmt),
+            "alpha": float(alpha),
+            "colormap": str(colormap).strip().lower(),
+            "png_compression": None if png_compression is None else int(png_compression),
+            "class_names": list(names) if names else None,
+            "max_pixels": max_pixels,
+        }
+    )
 
     _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
     out.mkdir(parents=True, exist_ok=True)
@@ -255,16 +262,31 @@ def export(
         out_stat = os.stat(out)
         entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
         plan = _Plan(
-            explainer=explainer, method=m, out=out, formats=fmt, batch_size=batch_size,
-            seed=seed, params=run_params, fixed_target=fixed_target, target_map=target_map,
-            names=names, row_params=resolved_params, layer=layer_paths, strategy=strategy,
-            workers=workers, progress=progress, settings=settings,
-        )  # fmt: skip
+            explainer=explainer,
+            method=m,
+            out=out,
+            formats=fmt,
+            batch_size=batch_size,
+            seed=seed,
+            params=run_params,
+            fixed_target=fixed_target,
+            target_map=target_map,
+            names=names,
+            row_params=resolved_params,
+            layer=layer_paths,
+            strategy=strategy,
+            workers=workers,
+            progress=progress,
+            settings=settings,
+        )
         loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
         writer = _Writer(
-            out, e0.display, e0.inputs_info[0].channel_axis, bool(e0.fused and e0.fused[0]),
+            out,
+            e0.display,
+            e0.inputs_info[0].channel_axis,
+            bool(e0.fused and e0.fused[0]),
             style,
-        )  # fmt: skip
+        )
         return _run(plan, loader, writer, entries, done, started)
 
 
@@ -276,8 +298,12 @@ def _check_folders(input_dir: Any, output_dir: Any) -> tuple[Path, Path]:
     src = Path(os.fspath(input_dir))
     out = Path(os.fspath(output_dir))
     if not src.is_dir():
-        raise bad_value("input_dir", "an existing folder of images", str(src),
-                        "Check the path." if not src.exists() else "It is a file, not a folder.")  # fmt: skip
+        raise bad_value(
+            "input_dir",
+            "an existing folder of images",
+            str(src),
+            "Check the path." if not src.exists() else "It is a file, not a folder.",
+        )
     if out.exists() and src.resolve() == out.resolve():
         raise bad_value("output_dir", "a folder other than input_dir", str(out))
     return src, out
@@ -376,9 +402,13 @@ def _open_output(
     if not resuming:
         io.write_json(
             out / CONFIG_NAME,
-            {"settings": settings, "xai_version": __version__, "model_path": model_path,
-             "batch_size": int(batch_size)},
-        )  # fmt: skip
+            {
+                "settings": settings,
+                "xai_version": __version__,
+                "model_path": model_path,
+                "batch_size": int(batch_size),
+            },
+        )
     removed = _clean_temporaries(out)
     if removed:
         log.info("xai export: removed %d temporary file(s) left by an interrupted run", removed)
@@ -449,13 +479,22 @@ def _run(
         already_done = sum(1 for e in images if e.rel in done)
         log.info(
             "xai export: %d image(s) to explain, %d already done, %d other file(s); method %s%s",
-            len(indices), already_done, len(early), method.name,
+            len(indices),
+            already_done,
+            len(early),
+            method.name,
             f" on layer {', '.join(plan.layer)}" if plan.layer else "",
-        )  # fmt: skip
+        )
 
         devices = list(plan.strategy.extended.worker_devices) if plan.strategy is not None else []
-        bar = tqdm(total=len(indices), unit="img", desc=f"xai export {method.name}",
-                   disable=not plan.progress, smoothing=0.1, dynamic_ncols=True)  # fmt: skip
+        bar = tqdm(
+            total=len(indices),
+            unit="img",
+            desc=f"xai export {method.name}",
+            disable=not plan.progress,
+            smoothing=0.1,
+            dynamic_ncols=True,
+        )
         committer = _Committer(manifest, out, max_writes=2)
         committer.start()
         shard_pool = ThreadPoolExecutor(len(devices)) if len(devices) > 1 else None
@@ -563,9 +602,17 @@ def _process_batch(
         size = (int(heights[j]), int(widths[j]))
         outputs = output_paths(rels[j], plan.formats)
         row = _image_row(
-            rels[j], size, e, r, pred, plan.names, plan.method.name, plan.row_params, plan.layer,
+            rels[j],
+            size,
+            e,
+            r,
+            pred,
+            plan.names,
+            plan.method.name,
+            plan.row_params,
+            plan.layer,
             outputs,
-        )  # fmt: skip
+        )
         jobs.append(_Job(rels[j], outputs, size, original, np.ascontiguousarray(e.raw[0][r]), row))
     return rows, jobs
 
@@ -611,5 +658,3 @@ def _image_row(
         outputs=outputs,
     )
     return row
-
-

@@ -1,6 +1,5 @@
 """The result of an export: counts, throughput, settings and the exit code."""
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,5 +67,3 @@ class ExportSummary:
             f"({self.images_per_s:.1f} images/s) -> {self.manifest_path}"
         )
         return text
-
-

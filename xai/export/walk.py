@@ -1,5 +1,4 @@
-"""Walking the input folder: every file once, in a stable order, with the reason a file is skipped."""
-
+"""Walking the input folder: every file once, in a stable order, with why a file is skipped."""
 
 from __future__ import annotations
 
@@ -51,7 +50,7 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
                     None,
                     "error",
                     f"Could not list the folder: {exc.strerror or exc}.",
-                )  # fmt: skip
+                )
             )
             return
         stack.append((path, prefix, items))
@@ -86,7 +85,7 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
                         None,
                         "error" if is_image else "skipped",
                         "Broken symbolic link: its target does not exist.",
-                    )  # fmt: skip
+                    )
                 )
             else:
                 entries.append(
@@ -105,7 +104,7 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
                         "skipped",
                         "Folder already visited (a symbolic link loop, or a second link to "
                         "the same folder): not entered again.",
-                    )  # fmt: skip
+                    )
                 )
                 continue
             visited.add(key)
@@ -121,12 +120,10 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
                         None,
                         "skipped",
                         f"Not an image file name (suffix {suffix or 'none'!r}).",
-                    )  # fmt: skip
+                    )
                 )
         else:
             entries.append(
                 _Entry(rel, None, "skipped", "Not a regular file (FIFO, socket or device).")
             )
     return entries
-
-

@@ -1,6 +1,5 @@
 """Writing outputs: pictures coloured and encoded by a thread pool, atomic files, group commit."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -127,14 +126,18 @@ class _Writer:
         return out
 
     def write(self, job: _Job, heat: np.ndarray | None) -> dict[str, Any]:
-        """Encode and write one image's outputs; returns its manifest row (an error row on failure)."""
+        """Encode and write an image's outputs; return its manifest row (error row on failure)."""
         try:
             for kind, rel_out in job.outputs.items():
                 target = self.root / rel_out
                 self.containment.check(target)
                 if kind == "overlay":
-                    data = io.encode_png(self.style.draw(job.original, heat), self.style.png_compression)
+                    assert heat is not None and job.original is not None  # noqa: S101
+                    data = io.encode_png(
+                        self.style.draw(job.original, heat), self.style.png_compression
+                    )
                 elif kind == "heatmap":
+                    assert heat is not None  # noqa: S101 - heatmaps() made one for this job
                     grey = np.floor(heat * 65535.0 + 0.5).astype(np.uint16)
                     data = io.encode_png(grey, self.style.png_compression)
                 else:
@@ -231,5 +234,3 @@ class _Committer(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
-
-

@@ -1,12 +1,14 @@
 """The CAM family over one shared pipeline: a method is its channel-weighting rule.
 
 Pipeline (per tapped layer, per batch): the engine returns activations ``A`` and gradients
-``G = d score / d A`` (float32, channel axis ``c``); a *weight rule* ``(A, G, c) -> w`` gives weights
+``G = d score / d A`` (float32, channel axis ``c``); a *weight rule* ``(A, G, c) -> w`` gives
+weights
 broadcastable to ``A`` (one per channel, or one per element for the element-wise variants); the raw
 CAM is ``sum_c(w * A)`` (signed, at the layer's resolution). The display heatmap applies ReLU,
 resizes to the input and min-max normalises (``postprocess``).
 
-Rules that need more than ``A`` and ``G`` (Score-CAM and Ablation-CAM run masked forward passes) take
+Rules that need more than ``A`` and ``G`` (Score-CAM and Ablation-CAM run masked forward passes)
+take
 a keyword-only ``context`` (:class:`CamContext`) and their own parameters; they live in
 ``cam_perturb.py`` and go through the same pipeline.
 

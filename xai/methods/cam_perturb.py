@@ -143,6 +143,7 @@ def scorecam_weights(
 # Ablation-CAM: the network after the tapped layer
 # --------------------------------------------------------------------------------------------
 
+
 def _build_head(engine: Any, layer_index: int) -> AblationHead:
     """A compiled ``f(*inputs, A) -> logits`` that recomputes the model from the tapped layer on."""
     tap = engine.tap
@@ -202,9 +203,7 @@ class AblationHead:
 
 def ablation_head(engine: Any, layer_index: int) -> AblationHead:
     """The compiled head for ``engine``'s tapped layer ``layer_index``, built once per engine."""
-    return engine.derived(  # type: ignore[no-any-return]
-        ("ablation_head", layer_index), lambda e: _build_head(e, layer_index)
-    )
+    return engine.derived(("ablation_head", layer_index), lambda e: _build_head(e, layer_index))
 
 
 def ablationcam_weights(
@@ -215,7 +214,8 @@ def ablationcam_weights(
     context: CamContext,
     chunk_size: int,
 ) -> np.ndarray:
-    """Ablation-CAM (Ramaswamy & Desai, WACV 2020): the relative score drop when a channel is zeroed.
+    """Ablation-CAM (Ramaswamy & Desai, WACV 2020): the relative score drop when a channel is
+    zeroed.
 
     ``w_k = (y - y_k) / |y|`` where ``y`` is the target score and ``y_k`` the score with channel
     ``k`` of the tapped activations set to zero. (The paper divides by ``y``; dividing by ``|y|``

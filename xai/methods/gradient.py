@@ -20,7 +20,7 @@ PRODUCT_DISPLAY = Display(reduce="abs_sum", rectify="abs", clip_percentile=99.5)
 
 
 def saliency_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
-    """Vanilla gradient (Simonyan et al. 2014): the raw signed gradient ``dS/dx`` of the target logit."""
+    """Vanilla gradient (Simonyan et al. 2014): the raw signed gradient ``dS/dx`` of the logit."""
     step = engine.gradients(inputs, targets, wrt="inputs")
     return MethodResult(
         maps=step.gradients, logits=step.logits, targets=step.targets, scores=step.scores

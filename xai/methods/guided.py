@@ -43,7 +43,8 @@ _RELU_ACTIVATIONS = {"relu": None, "relu6": 6.0}
 
 
 class GuidedReLU(keras.layers.Layer):
-    """``relu`` in the forward pass; guided gradient ``g * relu'(x) * [g > 0]`` in the backward pass.
+    """``relu`` in the forward pass; guided gradient ``g * relu'(x) * [g > 0]`` in the backward
+    pass.
 
     Args:
         max_value: saturation value (6 for ReLU6), or None.

@@ -10,7 +10,8 @@ Completeness: ``sum_i IG_i(x) ~= S(x) - S(x')`` (tested to < 1 % at 64 steps).
 The interpolated inputs of several steps are stacked into one gradient batch of at most
 ``chunk_size`` rows (at least one step of the whole batch), so memory is bounded by ``chunk_size``,
 not by ``num_steps``. Baselines: ``"zeros"``, ``"blurred"`` (Gaussian blur of the input, sigma
-``blur_sigma`` positions, as in Sturmfels et al., Distill 2020), ``"uniform"`` (uniform noise in each
+``blur_sigma`` positions, as in Sturmfels et al., Distill 2020), ``"uniform"`` (uniform noise in
+each
 input's value range, drawn from ``seed`` alone so every image of any batch gets the same noise
 pattern) or a user array/number broadcast to one sample's shape (a list of them for a
 multi-input model). The target class is resolved on the input itself and kept along the path.

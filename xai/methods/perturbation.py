@@ -164,7 +164,9 @@ register(
         stochastic=False,
         defaults={"window": None, "stride": None, "fill_value": 0.0, "chunk_size": 64},
         display=PERTURBATION_DISPLAY,
-        reference="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014",
+        reference=(
+            "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"
+        ),
         summary="score drop when a sliding window is replaced by fill_value (windows batched)",
         family="perturbation",
         knobs=frozenset({"chunk_size"}),
@@ -204,7 +206,8 @@ def rise_masks(
     big = resize(grids, up)
     out = np.empty((count, *size), np.float32)
     for k in range(count):
-        out[k] = big[(k, *(slice(o, o + s) for o, s in zip(shifts[k], size)))]
+        window: tuple[Any, ...] = (k, *(slice(o, o + s) for o, s in zip(shifts[k], size)))
+        out[k] = big[window]
     return out
 
 

@@ -149,7 +149,8 @@ def markdown_table() -> str:
     default heatmap recipe (channel reduction, rectification, clipping) and the paper.
     """
     rows = [
-        "| Method | Family | Output | Layer | Stochastic | Parameters (defaults) | Heatmap | Reference |",
+        "| Method | Family | Output | Layer | Stochastic | Parameters (defaults) | Heatmap "
+        "| Reference |",
         "|---|---|---|---|---|---|---|---|",
     ]
     families = {f: i for i, f in enumerate(FAMILIES)}

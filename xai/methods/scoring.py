@@ -75,7 +75,8 @@ def expand_to_input(masks: np.ndarray, channel_axis: int | None) -> np.ndarray:
 
 
 def target_scores(engine: Any, logits: np.ndarray, targets: Any) -> np.ndarray:
-    """Score per row of ``logits``: the class-view logit of ``targets[row]``, or ``targets(logits)``.
+    """Score per row of ``logits``: the class-view logit of ``targets[row]``, or
+    ``targets(logits)``.
 
     Args:
         engine: the engine (its tap knows the head, for the binary ``[-z, z]`` view).

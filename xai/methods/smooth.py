@@ -47,7 +47,9 @@ def noise_scale(x: np.ndarray, noise_level: float) -> np.ndarray:
     return (noise_level * span).reshape((len(x),) + (1,) * (np.ndim(x) - 1)).astype(np.float32)
 
 
-def sample_noise_tensor(shape: tuple[int, ...], seed: int, sample: int, input_index: int) -> tf.Tensor:
+def sample_noise_tensor(
+    shape: tuple[int, ...], seed: int, sample: int, input_index: int
+) -> tf.Tensor:
     """Standard normal noise of one sample's ``shape``, a pure function of its arguments."""
     s = tf.constant([seed % (2**31 - 1), sample * 1009 + input_index], dtype=tf.int64)
     return tf.random.stateless_normal(shape, seed=s, dtype=tf.float32)
@@ -124,7 +126,9 @@ def smooth(
         sigmas = [tf.constant(noise_scale(x, noise_level)) for x in clean]
         # The deterministic gradient methods only hand their inputs to the engine (which takes
         # tensors); other methods do NumPy maths on them and get arrays.
-        inner_takes_tensors = inner.space == "input" and inner.family == "gradient" and not inner.stochastic
+        inner_takes_tensors = (
+            inner.space == "input" and inner.family == "gradient" and not inner.stochastic
+        )
         clean_t = [tf.constant(x) for x in clean]
         total: list[np.ndarray] | None = None
         total_sq: list[np.ndarray] | None = None

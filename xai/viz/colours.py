@@ -169,7 +169,12 @@ def _as_heatmaps(
             "Pass one heatmap per image, without a channel axis (squeeze a trailing axis of "
             "size 1 with heatmap[..., 0]).",
         )
-    _check_finite(array, param, heatmap, "; fix or replace them first, e.g. with np.nan_to_num(heatmap, nan=0.0).")
+    _check_finite(
+        array,
+        param,
+        heatmap,
+        "; fix or replace them first, e.g. with np.nan_to_num(heatmap, nan=0.0).",
+    )
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     return array
@@ -213,7 +218,8 @@ def colorize(heatmap: ArrayLike, colormap: str = "jet") -> np.ndarray:
 
 def _scale_to_uint8(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
     work_dtype = np.float64 if array.dtype.itemsize >= 8 else np.float32
-    scaled = (array.astype(work_dtype) - lo) * (255.0 / (hi - lo))
+    work: Any = array.astype(work_dtype)
+    scaled = (work - lo) * (255.0 / (hi - lo))
     return np.floor(np.clip(scaled, 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
@@ -412,4 +418,3 @@ class OverlayStyle:
     def draw(self, images: ArrayLike, heatmaps: ArrayLike) -> np.ndarray:
         """The overlays of ``images`` (uint8 RGB) and ``heatmaps`` in [0, 1], uint8 RGB."""
         return overlay(images, heatmaps, alpha=self.alpha, colormap=self.colormap)
-

@@ -203,7 +203,7 @@ def _check_ax_and_title(ax: Any, title: Any) -> None:
 
 def _root_figure(ax: Axes) -> Figure:
     try:
-        return ax.get_figure(root=True)  # type: ignore[call-arg]  # matplotlib >= 3.10
+        return ax.get_figure(root=True)  # type: ignore[return-value]  # matplotlib >= 3.10
     except TypeError:
         return ax.figure  # type: ignore[return-value]
 
@@ -403,8 +403,13 @@ def plot_map(
             origin="upper",
         )
         for c in range(values.shape[1]):
-            target.plot(np.arange(maps.size), values[:, c], color="black", linewidth=1.2,
-                        label=f"channel {c}" if values.shape[1] > 1 else None)  # fmt: skip
+            target.plot(
+                np.arange(maps.size),
+                values[:, c],
+                color="black",
+                linewidth=1.2,
+                label=f"channel {c}" if values.shape[1] > 1 else None,
+            )
         if values.shape[1] > 1:
             target.legend(loc="upper right", fontsize="small")
         target.set_xlim(-0.5, maps.size - 0.5)
