@@ -482,7 +482,7 @@ def test_rerun_skips_done_images(tmp_path, explainer, small_folder):
 
 def test_interrupted_run_resumes_to_identical_bytes(tmp_path, explainer, monkeypatch):
     """An exception mid-run (like Ctrl-C) keeps what was written; the resumed run matches."""
-    export_mod = importlib.import_module("xai.export.pipeline")  # where _explain_batch is called
+    export_mod = importlib.import_module("xai.export.batches")  # where _explain_batch is called
 
     src = make_folder(tmp_path / "in", 13)
     ref = tmp_path / "ref"

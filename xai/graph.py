@@ -16,7 +16,7 @@ Paths (what :func:`node_paths` lists and :func:`get_node` resolves):
 :class:`ModelGraph` flattens the graph (nested models included) into tensors with their
 predecessors, and computes **dominators**: the tensors through which *every* path from one model
 input to the explained output passes. The automatic CAM layer is chosen among them
-(:func:`xai.taps.auto_layer`), never inside a parallel (residual) branch.
+(:func:`xai.layer_choice.auto_layer`), never inside a parallel (residual) branch.
 """
 
 from __future__ import annotations

@@ -25,372 +25,55 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
-from keras import ops
 
-from .errors import ModelStructureError, bad_type, bad_value, did_you_mean
+from .errors import ModelStructureError, bad_type, bad_value
 from .graph import (
     ModelGraph,
-    TensorNode,
-    get_node,
-    graph_operations,
     graph_prefix,
     is_functional,
     is_nested_model,
-    node_paths,
     trace_call,
 )
+from .heads import (
+    _PROBABILITY_HEADS,
+    PreActivation,
+    _pre_activation_call,
+    _producer,
+    head_activation,
+)
+from .inspection import (
+    channel_axis,
+    check_graph_model,
+    get_layer,
+    layer_paths,
+    model_data_format,
+    model_output_names,
+    resolve_output,
+)
+from .layer_choice import auto_layer
 
 log = logging.getLogger(__name__)
 
 SEP = "/"
-_PROBABILITY_HEADS = ("softmax", "sigmoid", "log_softmax")
-_SKIPPED_FOR_AUTO = (
-    keras.layers.ZeroPadding1D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.ZeroPadding3D,
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Inspecting the model
-# --------------------------------------------------------------------------------------------
-
-
-def check_graph_model(model: Any) -> keras.Model:
-    """Validate that ``model`` is a Keras model with a graph (Functional or built Sequential)."""
-    if not isinstance(model, keras.Model):
-        raise bad_type(
-            "model",
-            "a keras.Model (Sequential or functional)",
-            model,
-            "Load or build a Keras 3 model first, e.g. keras.saving.load_model(path).",
-        )
-    if isinstance(model, keras.Sequential):
-        try:
-            model.inputs  # noqa: B018 - raises when the Sequential was never built
-        except (AttributeError, ValueError) as exc:
-            raise ModelStructureError(
-                f"The Sequential model {model.name!r} has never been built, so it has no graph to "
-                "explain. Build it first: start it with keras.Input(shape), call "
-                "model.build((None, *input_shape)), or call it once on a batch."
-            ) from exc
-        return model
-    if not _is_functional(model):
-        raise ModelStructureError(
-            f"`model` is a subclassed keras.Model ({type(model).__name__}) with a custom call(): "
-            "it "
-            "has no layer graph, so its intermediate activations and pre-softmax logits cannot be "
-            "reached without changing it. What you can do: (1) build the same network with the "
-            "functional API or keras.Sequential (the weights can be copied with set_weights), or "
-            "(2) if call() returns logits, use an input-gradient method (method='saliency' or "
-            "'smoothgrad') on a functional wrapper: inputs = keras.Input(shape); "
-            "wrapper = keras.Model(inputs, model(inputs))."
-        )
-    return model
-
-
 _is_functional = is_functional
 _is_nested_model = is_nested_model
 
-
-def layer_paths(
-    model: keras.Model, *, leaves_only: bool = False, include_sublayers: bool = True
-) -> list[str]:
-    """Every addressable path of ``model`` in graph order: layers, Keras operations, nested models.
-
-    Args:
-        model: a Functional or built Sequential model.
-        leaves_only: skip the entries that are themselves nested models.
-        include_sublayers: also list sub-layers called inside a layer's ``call()``
-            (``"block/conv"``); they are reached by tracing that ``call()`` (see :mod:`xai.graph`).
-
-    Returns:
-        Paths such as ``["rescaling", "mobilenetv2_1.00_96", "mobilenetv2_1.00_96/Conv1", ...,
-        "add_17", "block/conv"]``, the names :func:`tap` and every ``layer=`` accept.
-    """
-    return node_paths(
-        check_graph_model(model), leaves_only=leaves_only, include_sublayers=include_sublayers
-    )
-
-
-def get_layer(model: keras.Model, path: str) -> Any:
-    """The layer or operation at ``path`` (``"outer/inner"``), with did-you-mean errors."""
-    return get_node(model, path)
-
-
-def channel_axis(layer: Any, rank: int, default: str = "channels_last") -> int:
-    """Channel axis (positive) of ``layer``'s output of rank ``rank``, from its ``data_format``.
-
-    Operations (``x + y``) have no ``data_format``: they take ``default``, the model's.
-    """
-    fmt = getattr(layer, "data_format", None) or default
-    return 1 if fmt == "channels_first" else rank - 1
-
-
-def model_data_format(model: keras.Model) -> str:
-    """``channels_first`` if any layer of the model says so, else ``channels_last``."""
-
-    def walk(container: keras.Model) -> bool:
-        return any(
-            walk(op)
-            if is_nested_model(op)
-            else getattr(op, "data_format", None) == "channels_first"
-            for op in graph_operations(container)
-        )
-
-    return "channels_first" if walk(model) else "channels_last"
-
-
-def _input_dependencies(
-    tensor: Any, memo: dict[int, frozenset[int]], input_ids: dict[int, int]
-) -> frozenset[int]:
-    """Indices of the model inputs that a KerasTensor depends on (walking ``_keras_history``)."""
-    key = id(tensor)
-    if key in memo:
-        return memo[key]
-    if key in input_ids:
-        memo[key] = frozenset({input_ids[key]})
-        return memo[key]
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        memo[key] = frozenset()
-        return memo[key]
-    node = history.operation._inbound_nodes[history.node_index]
-    deps: frozenset[int] = frozenset()
-    for t in node.input_tensors:
-        deps = deps | _input_dependencies(t, memo, input_ids)
-    memo[key] = deps
-    return deps
-
-
-def _spatial_sizes(node: TensorNode, fmt: str) -> list[Any]:
-    rank = len(node.shape)
-    axis = channel_axis(node.operation, rank, fmt)
-    return [d for i, d in enumerate(node.shape) if i not in (0, axis)]
-
-
-def _is_map(node: TensorNode, fmt: str) -> bool:
-    return any(d is None or d > 1 for d in _spatial_sizes(node, fmt))
-
-
-def auto_layer(
-    model: keras.Model,
-    input_index: int = 0,
-    *,
-    output: int | str | None = None,
-    graph: ModelGraph | None = None,
-) -> str:
-    """Choose the CAM layer for model input ``input_index``: the map the head really sees.
-
-    The candidates are the *dominators* of the explained output: the tensors through which every
-    path from that input to the output passes (so never a tensor inside a residual or Inception
-    branch), with the input's rank, produced by one unshared layer or operation, depending on
-    that input alone. Among them the last one whose spatial size exceeds 1x1 is chosen. When
-    later spatial tensors were passed over (1x1 maps of the network's trunk, or tensors in
-    parallel branches), a WARNING names the layer chosen and why.
-
-    Raises:
-        ModelStructureError: when no layer has the input's rank (e.g. an MLP): CAM methods need a
-            spatial layer; input-gradient methods still work.
-    """
-    model = check_graph_model(model)
-    out_index = (
-        resolve_output(model, output) if output is not None or len(model.outputs) == 1 else 0
-    )
-    graph = graph if graph is not None else ModelGraph(model)
-    rank = len(model.inputs[input_index].shape)
-    fmt = model_data_format(model)
-
-    def eligible(n: TensorNode) -> bool:
-        return (
-            graph.unique(n.path)
-            and len(n.shape) == rank
-            and n.inputs == frozenset({input_index})
-            and not isinstance(n.operation, _SKIPPED_FOR_AUTO)
-        )
-
-    on_path = [graph.nodes[i] for i in sorted(graph.between(out_index, input_index))]
-    same_rank = [n for n in on_path if eligible(n)]
-    if not same_rank or rank < 3:  # rank 2 is (batch, features): nothing spatial to map
-        raise ModelStructureError(
-            f"CAM methods need a layer with spatial output, but model {model.name!r} has no layer "
-            f"whose output has the rank of input {input_index} ({rank}, e.g. (batch, height, "
-            "width, channels)). Pass `layer=` to choose one, or use an input-gradient method "
-            "(method='saliency' or 'smoothgrad'), which works on any differentiable model."
-        )
-    dominators = [n for n in graph.dominators(out_index, input_index) if eligible(n)]
-    maps = [n for n in dominators if _is_map(n, fmt)]
-    if not maps:
-        chosen = (dominators or same_rank)[-1]
-        log.warning(
-            "xai: no spatial map larger than 1x1 carries every path from input %d of model %r to "
-            "its output; using %r (output %s). Pass `layer=` to pick an earlier, larger feature "
-            "map (or several branch layers, whose maps are fused).",
-            input_index,
-            model.name,
-            chosen.path,
-            chosen.shape,
-        )
-        return str(chosen.path)
-    chosen = maps[-1]
-    dominating = {n.index for n in dominators}
-    later = [n for n in same_rank if n.index > chosen.index and not n.after_global_pooling]
-    reasons = []
-    small = [n.path for n in later if n.index in dominating]
-    branch = [n.path for n in later if n.index not in dominating and _is_map(n, fmt)]
-    if small:
-        reasons.append(f"the later maps are 1x1 ({_listing(small)})")
-    if branch:
-        reasons.append(
-            f"the later spatial tensors lie inside parallel branches ({_listing(branch)}) that "
-            "do not carry every path to the output"
-        )
-    if reasons:
-        log.warning(
-            "xai: auto-selected layer %r (output %s) for input %d of model %r because %s. Pass "
-            "`layer=` to choose another.",
-            chosen.path,
-            chosen.shape,
-            input_index,
-            model.name,
-            " and ".join(reasons),
-        )
-    else:
-        log.info(
-            "xai: auto-selected layer %r (output %s) for input %d",
-            chosen.path,
-            chosen.shape,
-            input_index,
-        )
-    return str(chosen.path)
-
-
-def _listing(paths: list[Any], limit: int = 3) -> str:
-    shown = ", ".join(repr(p) for p in paths[-limit:])
-    return shown if len(paths) <= limit else f"{len(paths)} tensors, the last {shown}"
-
-
-def model_output_names(model: keras.Model) -> list[str]:
-    """Names of the model's outputs (the names of the layers that produce them)."""
-    names = []
-    for t in model.outputs:
-        history = getattr(t, "_keras_history", None)
-        names.append(history.operation.name if history is not None else str(t.name))
-    return names
-
-
-def resolve_output(model: keras.Model, output: int | str | None) -> int:
-    """Index of the chosen model output; ``None`` is allowed only for single-output models."""
-    names = model_output_names(model)
-    n = len(names)
-    listing = ", ".join(f"{i}: {name!r}" for i, name in enumerate(names))
-    if output is None:
-        if n == 1:
-            return 0
-        raise bad_value(
-            "output",
-            f"given for a model with {n} outputs",
-            output,
-            f"Choose one with output=<index or name>. The outputs are {listing}.",
-        )
-    if isinstance(output, bool) or not isinstance(output, (int, str)):
-        raise bad_type("output", "an output index (int) or output layer name (str)", output)
-    if isinstance(output, int):
-        if not -n <= output < n:
-            raise bad_value(
-                "output", f"an index in [0, {n - 1}]", output, f"The outputs are {listing}."
-            )
-        return output % n
-    if output not in names:
-        raise bad_value(
-            "output",
-            "the name of one of the model's outputs",
-            output,
-            did_you_mean(output, names) + f" The outputs are {listing}.",
-        )
-    return names.index(output)
-
-
-# --------------------------------------------------------------------------------------------
-# The head: which operation produces the chosen output, and how to get its pre-activation
-# --------------------------------------------------------------------------------------------
-
-
-def _activation_name(fn: Any) -> str:
-    if fn is None:
-        return "linear"
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
-def _producer(model: keras.Model, output_index: int) -> keras.layers.Layer:
-    if isinstance(model, keras.Sequential):
-        return model.layers[-1]
-    return model.outputs[output_index]._keras_history.operation
-
-
-def head_activation(model: keras.Model, output_index: int = 0) -> str:
-    """Name of the final activation of one output: ``softmax``, ``sigmoid``, ``linear``, ...
-
-    Descends into a nested model when the output is produced by one.
-    """
-    layer = _producer(model, output_index)
-    if _is_nested_model(layer):
-        return head_activation(layer, 0)
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    return _activation_name(getattr(layer, "activation", None))
-
-
-class PreActivation(keras.layers.Layer):
-    """Applies a user's ``Dense`` or convolution layer *without* its activation.
-
-    It reads the wrapped layer's own variables (no copies) and never modifies the layer.
-    """
-
-    def __init__(self, layer: keras.layers.Layer, **kwargs: Any) -> None:
-        super().__init__(name=f"{layer.name}_preactivation", **kwargs)
-        self.wrapped = layer
-
-    def call(self, inputs: Any) -> Any:
-        layer = self.wrapped
-        if isinstance(layer, keras.layers.Dense):
-            z = ops.matmul(inputs, layer.kernel)
-            return z if layer.bias is None else ops.add(z, layer.bias)
-        z = layer.convolution_op(inputs, layer.kernel)
-        if not layer.use_bias:
-            return z
-        if layer.data_format == "channels_last":
-            shape = (1,) * (layer.rank + 1) + (layer.filters,)
-        else:
-            shape = (1, layer.filters) + (1,) * layer.rank
-        return ops.add(z, ops.reshape(layer.bias, shape))
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.wrapped.compute_output_shape(input_shape)
-
-
-def _is_conv(layer: Any) -> bool:
-    return (
-        hasattr(layer, "convolution_op")
-        and hasattr(layer, "kernel")
-        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D))
-    )
-
-
-def _pre_activation_call(layer: keras.layers.Layer, args: tuple, kwargs: dict) -> Any:
-    """Call ``layer`` on its replayed arguments; return the tensor before its final activation."""
-    if isinstance(layer, keras.layers.Softmax) or (type(layer) is keras.layers.Activation):
-        return args[0]
-    if isinstance(layer, keras.layers.Dense) or _is_conv(layer):
-        return PreActivation(layer)(args[0])
-    raise ModelStructureError(
-        f"The model's output is produced by layer {layer.name!r} ({type(layer).__name__}) with "
-        f"activation {_activation_name(getattr(layer, 'activation', None))!r} fused in; xai can "
-        "remove a fused activation only from Dense and Conv layers. Build the model with the "
-        "activation as its own layer (keras.layers.Activation / Softmax) so the logits are "
-        "reachable."
-    )
-
+__all__ = [
+    "PreActivation",
+    "Tap",
+    "auto_layer",
+    "channel_axis",
+    "check_graph_model",
+    "get_layer",
+    "head_activation",
+    "layer_paths",
+    "logits_model",
+    "model_data_format",
+    "model_output_names",
+    "resolve_layers",
+    "resolve_output",
+    "tap",
+]
 
 # --------------------------------------------------------------------------------------------
 # Rebuilding graphs

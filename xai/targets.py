@@ -74,7 +74,7 @@ def resolve(
         targets: ``None`` or ``"predicted"`` (the top class of each sample), one ``int`` for every
             sample, a sequence/array of ``n`` ints, or a callable ``f(logits) -> (batch,)`` scores.
         n: number of samples.
-        head: the model's final activation (see :func:`xai.taps.head_activation`).
+        head: the model's final activation (see :func:`xai.heads.head_activation`).
         num_logits: size of the logits' last axis.
 
     Returns:

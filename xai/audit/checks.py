@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -26,26 +25,12 @@ from ..errors import bad_type, bad_value
 from ..explain import Explainer
 from ..methods.registry import Method
 from . import faithfulness, sanity
+from .flags import THRESHOLDS, _gallery, deletion_flags, sanity_flags, shortcut_flags
 from .localisation import energy_inside, iou, pointing_game
-from .report import AuditReport, Flag
+from .report import AuditReport
+from .run import AuditRun, LocalisationResult, _explain_all
 
 log = logging.getLogger(__name__)
-
-#: Flag thresholds (stated in every report).
-THRESHOLDS: dict[str, float] = {
-    # a method fails the cascading-randomisation check when the Spearman rank correlation between
-    # its original maps and its maps on the randomised model, averaged over the cascade's stages
-    # (top layer randomised, top two, ..., all), exceeds this. The average over the cascade, not
-    # the last stage alone: guided backpropagation decorrelates only once the first convolution
-    # is randomised too (measured 0.26 there), but stays similar through most of the cascade
-    # (0.93, 0.89, 0.78, ...), which is the failure Adebayo et al. 2018 describe
-    "sanity_spearman": 0.5,
-    # shortcut alarm: the map's maximum misses the object (pointing game with a one-cell
-    # tolerance) on more than this fraction of the correctly classified images
-    "off_object": 0.4,
-    # IoU: a heatmap pixel is "on" at or above this value (heatmaps are in [0, 1])
-    "iou_threshold": 0.5,
-}
 
 
 def _check_inputs(
@@ -203,115 +188,6 @@ def audit(
 
 run_audit = audit  # the plain name of this function (``xai.audit(...)`` calls it too)
 
-
-# ------------------------------------------------------------------------------------ the run
-
-
-@dataclass
-class AuditRun:
-    """What every check reads: the inputs, the explainer, the explanations and the predictions."""
-
-    x: np.ndarray
-    y: np.ndarray
-    masks: np.ndarray | None
-    names: list[str] | None
-    class_names: list[str]
-    explainer: Explainer
-    methods: list[Method]
-    method_params: dict[str, dict[str, Any]]
-    expl: dict[str, Any]
-    preds: np.ndarray
-    probs: np.ndarray
-    confusion: np.ndarray
-    seed: int
-    batch_size: int
-    bar: Any
-
-    @property
-    def method_names(self) -> list[str]:
-        return [m.name for m in self.methods]
-
-    @property
-    def first(self) -> Any:
-        return self.expl[self.method_names[0]]
-
-    @property
-    def correct(self) -> np.ndarray:
-        return np.asarray(self.preds == self.y)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def stage(self, text: str) -> None:
-        self.bar.set_postfix_str(text, refresh=False)
-
-    def heatmaps(self, explainer: Explainer, x: np.ndarray, m: Method, targets: Any) -> np.ndarray:
-        """Heatmaps of ``m`` on ``x`` with the audit's batch size, seed and method parameters."""
-        return explainer.explain(
-            x,
-            m,
-            targets=targets,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            progress=False,
-            **self.method_params.get(m.name, {}),
-        ).heatmap_for(0)
-
-
-def _explain_all(
-    explainer: Explainer,
-    x: np.ndarray,
-    y: np.ndarray,
-    masks: np.ndarray | None,
-    names: list[str] | None,
-    class_names: Sequence[str] | None,
-    methods: list[Method],
-    method_params: dict[str, dict[str, Any]],
-    seed: int,
-    batch_size: int,
-    bar: Any,
-) -> AuditRun:
-    """Every method's explanations of ``x``, the predictions and the confusion matrix."""
-    expl = {}
-    for m in methods:
-        bar.set_postfix_str(f"explain {m.name}", refresh=False)
-        expl[m.name] = explainer.explain(
-            x, m, batch_size=batch_size, seed=seed, progress=False, **method_params.get(m.name, {})
-        )
-        bar.update()
-    first = expl[methods[0].name]
-    tap = explainer.engine(False).tap
-    k = targets_mod.num_classes(tap.head, tap.num_logits)
-    if y.min() < 0 or y.max() >= k:
-        raise bad_value("labels", f"class indices in [0, {k - 1}] (the model has {k} classes)", y)
-    names_k = (
-        [str(c) for c in class_names] if class_names is not None else [str(i) for i in range(k)]
-    )
-    if len(names_k) != k:
-        raise bad_value("class_names", f"{k} names (one per class)", class_names)
-    preds = first.predictions.astype(np.int64)
-    confusion = np.zeros((k, k), np.int64)
-    np.add.at(confusion, (y, preds), 1)
-    return AuditRun(
-        x=x,
-        y=y,
-        masks=masks,
-        names=names,
-        class_names=names_k,
-        explainer=explainer,
-        methods=methods,
-        method_params=method_params,
-        expl=expl,
-        preds=preds,
-        probs=targets_mod.class_probabilities(first.logits, tap.head, tap.num_logits),
-        confusion=confusion,
-        seed=seed,
-        batch_size=batch_size,
-        bar=bar,
-    )
-
-
 # ------------------------------------------------------------------------------------ checks
 
 
@@ -358,15 +234,6 @@ def check_faithfulness(
         faith[name] = res
         bar.update()
     return faith
-
-
-@dataclass(frozen=True)
-class LocalisationResult:
-    """The report's localisation section, and per method and image what the gallery needs."""
-
-    report: dict[str, Any]
-    off_object: dict[str, np.ndarray]
-    energy: dict[str, np.ndarray]
 
 
 def check_localisation(run: AuditRun, tolerance: int | None, bar: Any) -> LocalisationResult:
@@ -467,116 +334,6 @@ def check_sanity(
         }
     bar.update()
     return result
-
-
-# ------------------------------------------------------------------------------------ flags
-
-
-def sanity_flags(run: AuditRun, sanity_res: dict[str, Any]) -> list[Flag]:
-    limit = THRESHOLDS["sanity_spearman"]
-    flags = []
-    for name in run.method_names:
-        s = sanity_res["methods"][name]["mean_spearman"]
-        flags.append(
-            Flag(
-                key="sanity_randomisation",
-                method=name,
-                raised=bool(s > limit),
-                value=s,
-                threshold=limit,
-                message=f"{name} explanations fail the randomisation sanity check"
-                if s > limit
-                else f"{name} explanations pass the randomisation sanity check",
-                rule="Spearman rank correlation between the original maps and the maps of the "
-                "cascade-randomised model (top layer, top two, ..., all layers re-initialised), "
-                f"averaged over the {len(sanity_res['layers'])} stages, > {limit:g} fails",
-            )
-        )
-    return flags
-
-
-def deletion_flags(run: AuditRun, faith: dict[str, Any]) -> list[Flag]:
-    flags = []
-    for name in run.method_names:
-        d, r = faith[name]["deletion"]["auc"], faith["random"]["deletion"]["auc"]
-        flags.append(
-            Flag(
-                key="deletion_vs_random",
-                method=name,
-                raised=bool(d >= r),
-                value=d,
-                threshold=r,
-                message=f"{name}: deletion is no better than random"
-                if d >= r
-                else f"{name}: deletion beats random",
-                rule="deletion AUC >= the random-attribution baseline's deletion AUC is flagged",
-            )
-        )
-    return flags
-
-
-def shortcut_flags(run: AuditRun, loc: LocalisationResult) -> list[Flag]:
-    limit = THRESHOLDS["off_object"]
-    flags = []
-    for name in run.method_names:
-        frac = loc.report["methods"][name]["off_object_correct"]
-        raised = bool(frac > limit and run.correct.any())
-        flags.append(
-            Flag(
-                key="shortcut",
-                method=name,
-                raised=raised,
-                value=frac,
-                threshold=limit,
-                message=f"{name}: attention falls outside the object on {frac:.0%} of correctly "
-                "classified images" + (" (possible shortcut)" if raised else ""),
-                rule=f"the map's maximum misses the object mask (pointing game, tolerance "
-                f"{loc.report['tolerance_px']} px = one feature-map cell) on > "
-                f"{limit:.0%} of the correctly classified images",
-            )
-        )
-    return flags
-
-
-def _gallery(
-    run: AuditRun, loc: LocalisationResult | None, gallery_size: int
-) -> tuple[list[dict[str, Any]], list[tuple[np.ndarray, np.ndarray]]]:
-    """The worst cases of the primary method: off-object correct predictions (with masks, least
-    energy inside first) or misclassifications (most confident first)."""
-    primary = run.method_names[0]
-    x, correct, probs = run.x, run.correct, run.probs
-    if loc is not None:
-        cand = np.flatnonzero(correct & loc.off_object[primary])
-        cand = cand[np.argsort(loc.energy[primary][cand], kind="stable")]
-        reason = "correct prediction, attention off the object"
-    else:
-        cand = np.flatnonzero(~correct)
-        cand = cand[np.argsort(-probs[cand].max(axis=1), kind="stable")]
-        reason = "misclassified (most confident first)"
-    cand = cand[: int(gallery_size)]
-    gallery: list[dict[str, Any]] = []
-    gallery_images: list[tuple[np.ndarray, np.ndarray]] = []
-    if not len(cand):
-        return gallery, gallery_images
-    from ..viz import to_display
-
-    shown = to_display(x[cand][..., :3] if x.shape[-1] >= 3 else np.repeat(x[cand], 3, -1))
-    overlays = run.expl[primary][cand].overlay() if x.shape[-1] in (3, 4) else shown
-    for j, i in enumerate(cand):
-        gallery.append(
-            {
-                "index": int(i),
-                "name": run.names[i] if run.names is not None else f"image {int(i)}",
-                "true": run.class_names[int(run.y[i])],
-                "predicted": run.class_names[int(run.preds[i])],
-                "probability": float(probs[i, run.preds[i]]),
-                "energy_inside": float(loc.energy[primary][i]) if loc is not None else None,
-                "reason": reason,
-                "method": primary,
-            }
-        )
-        gallery_images.append((np.asarray(shown[j])[..., :3], np.asarray(overlays[j])[..., :3]))
-    return gallery, gallery_images
 
 
 __all__ = [

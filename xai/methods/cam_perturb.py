@@ -27,8 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelStructureError
+from ..inspection import _input_dependencies, get_layer
 from ..postprocess import normalize, resize
-from ..taps import _input_dependencies, _rebuild, get_layer
+from ..taps import _rebuild
 from .cam import CamContext, register_cam
 from .scoring import (
     channels_first,

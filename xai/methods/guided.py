@@ -10,7 +10,7 @@ The user's model is never touched. The model is replayed into a new graph (``Tap
 hook=guided_relu_hook)``) on the same layer objects, where each ReLU becomes a :class:`GuidedReLU`
 layer (same forward values, guided gradient): ``ReLU`` layers (``max_value``, ``threshold`` and
 ``negative_slope`` respected), ``Activation("relu" | "relu6")`` layers, and ``relu``/``relu6``
-fused into a ``Dense`` or convolution (re-applied without it by ``taps.PreActivation``, then a
+fused into a ``Dense`` or convolution (re-applied without it by ``heads.PreActivation``, then a
 ``GuidedReLU``). Other activations keep their ordinary gradient; a fused ReLU in a layer that
 ``PreActivation`` cannot unfuse (``DepthwiseConv2D``, ``SeparableConv2D``) is reported with a
 warning. The guided engine is built once per engine and reused.
@@ -30,8 +30,9 @@ import tensorflow as tf
 
 from ..engine import Engine
 from ..errors import ModelStructureError, XaiValueError
+from ..heads import PreActivation, _is_conv
 from ..postprocess import resize
-from ..taps import PreActivation, Tap, _is_conv
+from ..taps import Tap
 from .cam import gradcam_weights, weighted_sum
 from .gradient import GRADIENT_DISPLAY
 from .registry import Method, MethodResult, register
