@@ -16,7 +16,8 @@ from . import methods as methods_mod
 from . import targets as targets_mod
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
-from .explanation import Explanation, InputInfo
+from .explanation import Explanation
+from .inspection import InputInfo, input_layouts
 from .methods.registry import Method, MethodResult
 from .taps import Tap, check_graph_model, model_data_format, resolve_layers, resolve_output
 
@@ -64,6 +65,7 @@ class Explainer:
         if layer is not None:  # validate early, with did-you-mean
             resolve_layers(self.model, layer)
         self.data_format = model_data_format(self.model)
+        self.layouts = input_layouts(self.model, self.data_format)  # computed once
 
     # --------------------------------------------------------------------------------- engines
     def engine(self, with_layers: bool) -> Engine:
@@ -82,13 +84,7 @@ class Explainer:
 
     # --------------------------------------------------------------------------------- inputs
     def _input_info(self, j: int) -> InputInfo:
-        shape = tuple(self.model.inputs[j].shape[1:])
-        rank = len(shape)
-        if rank <= 1:
-            return InputInfo(spatial=shape, channel_axis=None)
-        if self.data_format == "channels_first":
-            return InputInfo(spatial=shape[1:], channel_axis=1)
-        return InputInfo(spatial=shape[:-1], channel_axis=rank)
+        return self.layouts[j]
 
     def prepare(
         self, images: ImagesLike, preprocess: Callable[[np.ndarray], Any] | None = None

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import postprocess
 from .errors import XaiValueError, bad_type, bad_value
+from .inspection import InputInfo
 from .postprocess import Display
 
 
@@ -33,14 +34,6 @@ def heatmaps_at(
     if fused:
         return postprocess.normalize(postprocess.resize(raw, size))
     return postprocess.heatmap(raw, size, display, channel_axis)
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    """How one model input is laid out: spatial size and channel axis (None when it has none)."""
-
-    spatial: tuple[int, ...]
-    channel_axis: int | None
 
 
 @dataclass(frozen=True, eq=False)

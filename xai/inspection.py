@@ -6,6 +6,7 @@ surgery that builds new graphs is in :mod:`xai.taps`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -168,3 +169,29 @@ def resolve_output(model: keras.Model, output: int | str | None) -> int:
             did_you_mean(output, names) + f" The outputs are {listing}.",
         )
     return names.index(output)
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """How one model input is laid out: spatial size and channel axis (None when it has none).
+
+    ``channel_axis`` counts the batch axis (``3`` for ``(N, H, W, C)``, ``1`` for channels first).
+    """
+
+    spatial: tuple[int, ...]
+    channel_axis: int | None
+
+
+def input_layouts(model: keras.Model, data_format: str) -> tuple[InputInfo, ...]:
+    """The layout of every model input, from its shape and the model's data format (once)."""
+    out = []
+    for t in model.inputs:
+        shape = tuple(t.shape[1:])
+        rank = len(shape)
+        if rank <= 1:
+            out.append(InputInfo(spatial=shape, channel_axis=None))
+        elif data_format == "channels_first":
+            out.append(InputInfo(spatial=shape[1:], channel_axis=1))
+        else:
+            out.append(InputInfo(spatial=shape[:-1], channel_axis=rank))
+    return tuple(out)

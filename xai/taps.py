@@ -42,9 +42,11 @@ from .heads import (
     head_activation,
 )
 from .inspection import (
+    InputInfo,
     channel_axis,
     check_graph_model,
     get_layer,
+    input_layouts,
     layer_paths,
     model_data_format,
     model_output_names,
@@ -243,6 +245,7 @@ class Tap:
         num_inputs: number of model inputs.
         data_format: ``channels_first`` if any layer of the model says so, else
             ``channels_last`` (computed once, here).
+        input_layouts: spatial size and channel axis of every model input (computed once).
         source: the user's model the tap was built from (read-only; lets methods build other
             replays of it, such as a guided-backprop graph). Held weakly, so a cached tap does not
             keep a deleted model alive: None once the model is gone.
@@ -257,6 +260,7 @@ class Tap:
     layer_inputs: tuple[int | None, ...]
     num_inputs: int
     data_format: str = "channels_last"
+    input_layouts: tuple[InputInfo, ...] = ()
     source_ref: Callable[[], keras.Model | None] | None = field(default=None, repr=False)
 
     @property
@@ -316,6 +320,7 @@ class Tap:
             layer_inputs=tuple(owners),
             num_inputs=len(model.inputs),
             data_format=fmt,
+            input_layouts=input_layouts(model, fmt),
             source_ref=weakref.ref(model),
         )
 
