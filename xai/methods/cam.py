@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import Engine
 from ..postprocess import Display
 from .registry import Method, MethodResult, register
 
@@ -177,7 +178,7 @@ class CamContext:
         scores: the target score of the clean inputs, float32 ``(B,)``.
     """
 
-    engine: Any
+    engine: Engine
     inputs: list[np.ndarray]
     targets: Any
     layer_index: int
@@ -193,7 +194,9 @@ def cam_compute(rule: WeightRule, *, needs_context: bool = False) -> Callable[..
         needs_context: pass a :class:`CamContext` and the method's parameters to the rule.
     """
 
-    def compute(engine: Any, inputs: list[np.ndarray], targets: Any, **params: Any) -> MethodResult:
+    def compute(
+        engine: Engine, inputs: list[np.ndarray], targets: Any, **params: Any
+    ) -> MethodResult:
         step = engine.gradients(inputs, targets, wrt="layers")
         maps = []
         for i, (a, g, axis) in enumerate(zip(step.values, step.gradients, engine.tap.channel_axes)):

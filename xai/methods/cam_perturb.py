@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..engine import Engine
 from ..errors import ModelStructureError
 from ..inspection import _input_dependencies, get_layer
 from ..postprocess import normalize, resize
@@ -145,7 +146,7 @@ def scorecam_weights(
 # --------------------------------------------------------------------------------------------
 
 
-def _build_head(engine: Any, layer_index: int) -> AblationHead:
+def _build_head(engine: Engine, layer_index: int) -> AblationHead:
     """A compiled ``f(*inputs, A) -> logits`` that recomputes the model from the tapped layer on."""
     tap = engine.tap
     if tap.source is None:  # pragma: no cover - taps built by Tap.build always have a source
@@ -202,7 +203,7 @@ class AblationHead:
     dtypes: list[Any]
 
 
-def ablation_head(engine: Any, layer_index: int) -> AblationHead:
+def ablation_head(engine: Engine, layer_index: int) -> AblationHead:
     """The compiled head for ``engine``'s tapped layer ``layer_index``, built once per engine."""
     return engine.derived(("ablation_head", layer_index), lambda e: _build_head(e, layer_index))
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import Engine
 from ..postprocess import Display
 from .registry import Method, MethodResult, register
 
@@ -19,7 +20,7 @@ GRADIENT_DISPLAY = Display(reduce="abs_max", rectify="abs", clip_percentile=99.5
 PRODUCT_DISPLAY = Display(reduce="abs_sum", rectify="abs", clip_percentile=99.5)
 
 
-def saliency_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
+def saliency_compute(engine: Engine, inputs: list[np.ndarray], targets: Any) -> MethodResult:
     """Vanilla gradient (Simonyan et al. 2014): the raw signed gradient ``dS/dx`` of the logit."""
     step = engine.gradients(inputs, targets, wrt="inputs")
     return MethodResult(
@@ -27,7 +28,9 @@ def saliency_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> Met
     )
 
 
-def gradient_x_input_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
+def gradient_x_input_compute(
+    engine: Engine, inputs: list[np.ndarray], targets: Any
+) -> MethodResult:
     """Gradient x input (Shrikumar et al. 2016): ``x * dS/dx``, element-wise and signed.
 
     For a linear model ``S = w.x + b`` it is each feature's contribution ``w_i x_i``.

@@ -140,7 +140,7 @@ def guided_engine(engine: Engine) -> Engine:
     return engine.derived(("guided",), _build_guided)
 
 
-def guided_backprop_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
+def guided_backprop_compute(engine: Engine, inputs: list[np.ndarray], targets: Any) -> MethodResult:
     """Guided backpropagation: the input gradient of the target logit through guided ReLUs.
 
     Returns:
@@ -152,7 +152,7 @@ def guided_backprop_compute(engine: Any, inputs: list[np.ndarray], targets: Any)
     )
 
 
-def guided_gradcam_compute(engine: Any, inputs: list[np.ndarray], targets: Any) -> MethodResult:
+def guided_gradcam_compute(engine: Engine, inputs: list[np.ndarray], targets: Any) -> MethodResult:
     """Guided Grad-CAM: ``guided_backprop(x) * upsample(ReLU(Grad-CAM))``, per tapped layer.
 
     Returns:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ..engine import Engine
 from ..errors import bad_type, bad_value
 from .gradient import PRODUCT_DISPLAY
 from .registry import Method, MethodResult, register
@@ -113,7 +114,7 @@ def _baselines(inputs: list[np.ndarray], baseline: Any, **kwargs: Any) -> list[n
 
 
 def integrated_gradients_compute(
-    engine: Any,
+    engine: Engine,
     inputs: list[np.ndarray],
     targets: Any,
     *,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import Engine
 from ..errors import bad_type, bad_value
 from ..postprocess import Display, resize
 from .registry import Method, MethodResult, register
@@ -86,7 +87,7 @@ def occlusion_windows(
 
 
 def occlusion_compute(
-    engine: Any,
+    engine: Engine,
     inputs: list[np.ndarray],
     targets: Any,
     *,
@@ -212,7 +213,7 @@ def rise_masks(
 
 
 def rise_compute(
-    engine: Any,
+    engine: Engine,
     inputs: list[np.ndarray],
     targets: Any,
     *,

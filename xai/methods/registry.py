@@ -32,8 +32,17 @@ class MethodResult:
     scores: np.ndarray
 
 
-# compute(engine, inputs, targets, **params) -> MethodResult
+Targets = np.ndarray | Callable[[Any], Any]
+"""Resolved targets of a batch: int32 ``(B,)`` classes (``-1`` = predicted) or a callable."""
+
+
 Compute = Callable[..., MethodResult]
+"""The method contract: ``compute(engine, inputs, targets, **params) -> MethodResult`` for one
+batch. ``engine`` is the :class:`~xai.engine.Engine` of the tap (layer-space methods: the CAM
+layers; input-space methods: logits only), ``inputs`` one float array ``(B, ...)`` per model
+input, ``targets`` as :data:`Targets`, and ``params`` the method's own keyword-only parameters (its
+``defaults`` overlaid with the user's, plus ``seed`` for a stochastic method). A ``Callable[...,]``
+rather than a Protocol: each method spells out its own keyword-only parameters."""
 
 
 @dataclass(frozen=True)

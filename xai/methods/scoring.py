@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from .. import _validation
 from .. import targets as targets_mod
+from ..engine import Engine
 from ..errors import XaiValueError
 
 
@@ -32,7 +33,7 @@ def callable_scores(targets: Any, logits: np.ndarray) -> np.ndarray:
     return scores
 
 
-def clean_targets(engine: Any, logits: np.ndarray, targets: Any) -> tuple[Any, np.ndarray]:
+def clean_targets(engine: Engine, logits: np.ndarray, targets: Any) -> tuple[Any, np.ndarray]:
     """Resolve "predicted" targets and the target scores on the clean inputs' logits."""
     if callable(targets):
         return targets, callable_scores(targets, logits).astype(np.float32)
@@ -48,7 +49,7 @@ def reported_targets(resolved: Any, n: int) -> np.ndarray:
     return np.full(n, -1, np.int32) if callable(resolved) else resolved
 
 
-def channels_first(engine: Any) -> bool:
+def channels_first(engine: Engine) -> bool:
     """Whether the explained model is ``channels_first`` (any of its layers says so)."""
     return bool(engine.tap.data_format == "channels_first")
 
@@ -74,7 +75,7 @@ def expand_to_input(masks: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return masks if channel_axis is None else np.expand_dims(masks, channel_axis)
 
 
-def target_scores(engine: Any, logits: np.ndarray, targets: Any) -> np.ndarray:
+def target_scores(engine: Engine, logits: np.ndarray, targets: Any) -> np.ndarray:
     """Score per row of ``logits``: the class-view logit of ``targets[row]``, or
     ``targets(logits)``.
 
@@ -96,7 +97,7 @@ def rows_targets(targets: Any, rows: np.ndarray) -> Any:
     return targets if callable(targets) else np.asarray(targets)[rows]
 
 
-def forward_scores(engine: Any, inputs: list[np.ndarray], targets: Any) -> np.ndarray:
+def forward_scores(engine: Engine, inputs: list[np.ndarray], targets: Any) -> np.ndarray:
     """One forward pass of a (perturbed) batch and the target score of each row, float64."""
     return target_scores(engine, engine.forward(inputs), targets)
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
+from ..engine import Engine
 from ..errors import bad_value
 from .registry import Method, MethodResult, get, register
 from .scoring import clean_targets, reported_targets
@@ -109,7 +110,7 @@ def smooth(
     _validate(num_samples, noise_level, aggregate)
 
     def compute(
-        engine: Any,
+        engine: Engine,
         inputs: list[np.ndarray],
         targets: Any,
         *,
