@@ -16,7 +16,7 @@ from . import methods as methods_mod
 from . import targets as targets_mod
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
-from .explanation import Explanation
+from .explanation import ExplainedInput, Explanation
 from .inspection import InputInfo, input_layouts
 from .methods.registry import Method, MethodResult
 from .taps import Tap, check_graph_model, model_data_format, resolve_layers, resolve_output
@@ -322,19 +322,20 @@ class Explainer:
             method=m.name,
             params=run_params,
             layer=tap.layers if m.needs_layer else None,
-            raw=tuple(maps),
+            inputs=tuple(
+                ExplainedInput(raw=r, info=info, image=image, signal=signal, fused=f)
+                for r, info, image, signal, f in zip(
+                    maps, infos, self._image_inputs(raw), self._signal_inputs(raw), fused
+                )
+            ),
             targets=np.concatenate([r.targets for r in results]).astype(np.int32),
             scores=np.concatenate([r.scores for r in results]).astype(np.float32),
             logits=logits,
             probabilities=targets_mod.probabilities(logits, tap.head, tap.num_logits),
             display=m.display,
-            inputs_info=infos,
-            image_inputs=tuple(self._image_inputs(raw)),
-            signal_inputs=tuple(self._signal_inputs(raw)),
             value_range=value_range,
             layer_maps=layer_maps,
             class_names=self.class_names,
-            fused=tuple(fused),
         )
 
 

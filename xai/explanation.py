@@ -37,6 +37,25 @@ def heatmaps_at(
 
 
 @dataclass(frozen=True, eq=False)
+class ExplainedInput:
+    """Everything an :class:`Explanation` holds for one model input.
+
+    Attributes:
+        raw: the raw, signed, float32 map ``(N, ...)`` (see :attr:`Explanation.raw`).
+        info: the input's layout.
+        image: the input as given, for a 2-D image input (else None).
+        signal: the input as given, for a sequence input (else None).
+        fused: whether ``raw`` fuses several layers' normalised maps.
+    """
+
+    raw: np.ndarray
+    info: InputInfo
+    image: np.ndarray | None = None
+    signal: np.ndarray | None = None
+    fused: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class Explanation:
     """An immutable explanation of ``N`` samples.
 
@@ -44,41 +63,61 @@ class Explanation:
         method: registry name of the method.
         params: every parameter the method ran with (defaults included, and the seed).
         layer: tapped layer path(s) for layer-space methods, else None.
-        raw: raw, signed, float32 attributions per model input: ``(N, *layer_spatial)`` for CAMs
-            (fused at input resolution when several layers map to one input), ``(N, *input_shape)``
-            for input-space methods.
+        inputs: what belongs to each model input, grouped (:class:`ExplainedInput`: its raw map,
+            layout, the input as given, whether its map is fused); ``raw``, ``inputs_info``,
+            ``image_inputs``, ``signal_inputs`` and ``fused`` read them per input.
         layer_maps: raw map per tapped layer at its native resolution (CAMs only).
         targets: int32 ``(N,)`` explained class per sample (-1 when a callable chose the score).
         scores: float32 ``(N,)`` the explained score (class logit) per sample.
         logits: float32 ``(N, K)`` logits of the explained output.
         probabilities: float32 ``(N, C)`` the model's probabilities, or None for a linear head.
         display: the recipe that turns ``raw`` into heatmaps.
-        inputs_info: layout of each model input.
-        image_inputs: the explained inputs as given (before ``preprocess``) for 2-D image inputs,
-            None for other inputs; :attr:`images` converts them for display on first use.
-        value_range: display range of float ``image_inputs`` (None: 0-255 for uint8, 0-1 for float).
-        signal_inputs: the explained inputs as given for sequence inputs (one spatial axis and a
-            channel axis, e.g. ``(N, L, C)`` for Conv1D), None for other inputs; :meth:`plot`
-            draws them over their heatmap.
+        value_range: display range of float image inputs (None: 0-255 for uint8, 0-1 for float).
         class_names: optional names for class indices.
     """
 
     method: str
     params: Mapping[str, Any]
     layer: tuple[str, ...] | None
-    raw: tuple[np.ndarray, ...]
+    inputs: tuple[ExplainedInput, ...]
     targets: np.ndarray
     scores: np.ndarray
     logits: np.ndarray
     probabilities: np.ndarray | None
     display: Display
-    inputs_info: tuple[InputInfo, ...]
-    image_inputs: tuple[np.ndarray | None, ...]
     value_range: tuple[float, float] | None = None
     layer_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
-    fused: tuple[bool, ...] = ()
-    signal_inputs: tuple[np.ndarray | None, ...] = ()
+
+    # ------------------------------------------------------------------------------ per input
+    @property
+    def raw(self) -> tuple[np.ndarray, ...]:
+        """Raw, signed, float32 attributions per model input: ``(N, *layer_spatial)`` for CAMs
+        (fused at input resolution when several layers map to one input), ``(N, *input_shape)``
+        for input-space methods."""
+        return tuple(i.raw for i in self.inputs)
+
+    @property
+    def inputs_info(self) -> tuple[InputInfo, ...]:
+        """Layout of each model input."""
+        return tuple(i.info for i in self.inputs)
+
+    @property
+    def image_inputs(self) -> tuple[np.ndarray | None, ...]:
+        """The explained inputs as given (before ``preprocess``) for 2-D image inputs, None for
+        other inputs; :attr:`images` converts them for display on first use."""
+        return tuple(i.image for i in self.inputs)
+
+    @property
+    def signal_inputs(self) -> tuple[np.ndarray | None, ...]:
+        """The explained inputs as given for sequence inputs (one spatial axis and a channel axis,
+        e.g. ``(N, L, C)`` for Conv1D), None for others; :meth:`plot` draws them."""
+        return tuple(i.signal for i in self.inputs)
+
+    @property
+    def fused(self) -> tuple[bool, ...]:
+        """Whether each input's map fuses several layers (then already normalised)."""
+        return tuple(i.fused for i in self.inputs)
 
     # ------------------------------------------------------------------------------ arrays
     def __len__(self) -> int:
@@ -234,14 +273,15 @@ class Explanation:
 
         return replace(
             self,
-            raw=tuple(take(r) for r in self.raw),
+            inputs=tuple(
+                replace(i, raw=take(i.raw), image=take(i.image), signal=take(i.signal))
+                for i in self.inputs
+            ),
             layer_maps={k: take(v) for k, v in self.layer_maps.items()},
             targets=take(self.targets),
             scores=take(self.scores),
             logits=take(self.logits),
             probabilities=take(self.probabilities),
-            image_inputs=tuple(take(i) for i in self.image_inputs),
-            signal_inputs=tuple(take(i) for i in self.signal_inputs),
         )
 
     # ------------------------------------------------------------------------------ export
