@@ -133,11 +133,7 @@ def test_gradcam_equals_the_reference_on_the_dominating_tensor(name, size):
     scale = np.abs(ref).max()
     assert scale > 0
     np.testing.assert_allclose(e.attributions, ref, rtol=0, atol=1e-5 * scale)
-    after = testing.model_fingerprint(model)
-    for a, b in zip(before["weights"], after["weights"]):
-        np.testing.assert_array_equal(a, b)
-    assert before["configs"] == after["configs"]
-    np.testing.assert_array_equal(model.predict(x, verbose=0), predict_before)
+    testing.assert_model_unchanged(model, before, x, predict_before)
 
 
 def test_tap_of_an_operation_in_convnext():
@@ -158,15 +154,7 @@ def test_transfer_learning_backbones(name, wrap):
         keras.layers.Dropout(0.2),
         keras.layers.Dense(3, activation="softmax"),
     ]
-    if wrap == "sequential":
-        model = keras.Sequential([keras.Input((64, 64, 3)), base, *head])
-    else:
-        inp = keras.Input((64, 64, 3))
-        x = keras.layers.Rescaling(1.0)(inp)
-        x = base(x)
-        for layer in head:
-            x = layer(x)
-        model = keras.Model(inp, x)
+    model = testing.transfer_model(base, head, wrap)
     inner = base.outputs[0]._keras_history.operation.name  # the backbone's own output node
     assert xai.auto_layer(model) == f"{base.name}/{inner}"
     x = testing.random_images(2, (64, 64, 3), seed=13) * 255.0

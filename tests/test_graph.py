@@ -15,14 +15,7 @@ import xai
 from xai import testing
 from xai.errors import ModelStructureError
 
-
-def _assert_unchanged(model, before, x, predict_before):
-    after = testing.model_fingerprint(model)
-    for a, b in zip(before["weights"], after["weights"]):
-        np.testing.assert_array_equal(a, b)
-    assert before["configs"] == after["configs"]
-    assert before["activations"] == after["activations"]
-    np.testing.assert_array_equal(model.predict(x, verbose=0), predict_before)
+_assert_unchanged = testing.assert_model_unchanged
 
 
 def _operation(model, type_name):

@@ -37,14 +37,7 @@ def _check_logits(model, x, activation):
     return z
 
 
-def _assert_unchanged(model, before, x, predict_before):
-    after = testing.model_fingerprint(model)
-    for a, b in zip(before["weights"], after["weights"]):
-        np.testing.assert_array_equal(a, b)
-    assert before["configs"] == after["configs"]
-    assert before["activations"] == after["activations"]
-    assert before["trainable"] == after["trainable"]
-    np.testing.assert_array_equal(model.predict(x, verbose=0), predict_before)
+_assert_unchanged = testing.assert_model_unchanged
 
 
 @pytest.mark.parametrize("built", ["input", "build", "call"])
@@ -120,13 +113,7 @@ def test_nested_backbone_inner_layer(kind, images):
 def test_mobilenetv2_nested(wrap):
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(64, 64, 3))
     head = [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5, activation="softmax")]
-    if wrap == "sequential":
-        model = keras.Sequential([keras.Input((64, 64, 3)), base, *head])
-    else:
-        inp = keras.Input((64, 64, 3))
-        x = keras.layers.Rescaling(1.0)(inp)
-        x = base(x)
-        model = keras.Model(inp, head[1](head[0](x)))
+    model = testing.transfer_model(base, head, wrap)
     x = testing.random_images(2, (64, 64, 3))
     path = f"{base.name}/out_relu"
     assert xai.auto_layer(model) == path

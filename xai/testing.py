@@ -347,6 +347,35 @@ def model_fingerprint(model: keras.Model) -> dict[str, object]:
     }
 
 
+def assert_model_unchanged(
+    model: keras.Model, before: dict[str, object], x: np.ndarray, predict_before: np.ndarray
+) -> None:
+    """Assert that ``model`` matches its :func:`model_fingerprint` ``before`` and still predicts
+    ``predict_before`` on ``x``, bit for bit."""
+    after = model_fingerprint(model)
+    for a, b in zip(before["weights"], after["weights"]):  # type: ignore[call-overload]
+        np.testing.assert_array_equal(a, b)
+    for key in ("configs", "activations", "trainable"):
+        assert before[key] == after[key], key  # noqa: S101 - a test helper
+    np.testing.assert_array_equal(model.predict(x, verbose=0), predict_before)
+
+
+def transfer_model(
+    base: keras.Model, head: list[keras.layers.Layer], wrap: Literal["sequential", "functional"]
+) -> keras.Model:
+    """A backbone nested under a head, the transfer-learning way: ``Sequential([Input, base,
+    *head])`` or ``Input -> Rescaling(1) -> base -> *head`` (functional)."""
+    shape = tuple(base.inputs[0].shape[1:])
+    if wrap == "sequential":
+        return keras.Sequential([keras.Input(shape), base, *head])
+    inp = keras.Input(shape)
+    x = L.Rescaling(1.0)(inp)
+    x = base(x)
+    for layer in head:
+        x = layer(x)
+    return keras.Model(inp, x)
+
+
 # ---------------------------------------------------------------------------------------------
 # Builders for the method reference and contract tests (tests/test_methods_reference.py, ...)
 # ---------------------------------------------------------------------------------------------
