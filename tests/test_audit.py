@@ -357,3 +357,47 @@ def test_cli_audit_on_an_image_folder(tmp_path, capsys):
     assert saved["class_names"] == list(datasets.CLASS_NAMES)
     assert saved["gallery"][0]["name"].endswith(".png")
     assert cli.main(["audit", "m.keras", str(tmp_path), "--methods", "gradcamm"]) == 2
+
+
+def test_dollar_signs_in_class_names_are_shown_literally(tmp_path):
+    """matplotlib would parse ``usd_$100_$200`` as maths and fail at draw time."""
+    from xai.audit.report import render_html
+
+    model = testing.functional_cnn((16, 16, 3), 2)
+    x = testing.random_images(6, (16, 16, 3), seed=4)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    names = ["usd_$100_$200", "eur_$5"]
+    report = xai.run_audit(
+        model, x, y, class_names=names, methods=["gradcam"], num_steps=4, sanity_images=2,
+        sanity_stages=1, progress=False,
+    )  # fmt: skip
+    html = render_html(report)
+    assert "usd_$100_$200" in html
+    paths = report.save(tmp_path / "r")
+    assert all(p.exists() for p in paths)
+
+
+def test_confusion_counts_are_white_on_dark_cells():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from xai.audit import report as report_mod
+
+    captured = {}
+    real = report_mod._figure_uri
+
+    def keep(fig):
+        captured["fig"] = fig
+        return real(fig)
+
+    rep = type("R", (), {"confusion": [[9, 1], [0, 8]], "class_names": ("a", "b")})()
+    report_mod._figure_uri = keep
+    try:
+        report_mod._confusion_figure(rep)
+    finally:
+        report_mod._figure_uri = real
+    fig: Figure = captured["fig"]
+    colours = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert colours["9"] == "white" and colours["8"] == "white" and colours["0"] == "black"

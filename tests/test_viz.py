@@ -540,3 +540,19 @@ def test_error_messages_follow_house_shape():
     message = str(info.value)
     assert message.startswith("`alpha` must be")
     assert "Received: alpha=2" in message
+
+
+@pytest.mark.parametrize("label", ["usd_$100_$200", "$x^2$ and $"])
+def test_labels_with_dollar_signs_are_drawn_literally(label):
+    import io as _io
+
+    heat = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    figs = [
+        figure_grid(images, {"m": heat}, titles=[label, label], row_labels=[label, label]),
+        plot_explanation(images[0], heat[0], images[0], title=label),
+        plot_map(heat[0], title=label),
+    ]
+    for fig in figs:
+        fig.savefig(_io.BytesIO(), format="png")  # mathtext would raise here
+        assert any(t.get_text() == label for t in fig.findobj(matplotlib.text.Text))

@@ -135,6 +135,9 @@ def _png_uri(data: bytes) -> str:
 
 
 def _figure_uri(fig: Any) -> str:
+    from ..viz.plot import literal_text
+
+    literal_text(fig)  # class and method names are shown as written, never parsed as maths
     buffer = _bytes_io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     return _png_uri(buffer.getvalue())
@@ -167,9 +170,11 @@ def _confusion_figure(report: AuditReport) -> str:
     fig = Figure(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k))
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues")
+    dark = cm > cm.max() / 2  # the upper half of "Blues" is dark: white counts there
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+            colour = "white" if dark[i, j] else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(
         range(k), [str(c) for c in report.class_names], rotation=45, ha="right", fontsize=8
     )

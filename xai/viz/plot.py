@@ -31,7 +31,17 @@ from .colours import (
     check_value_range,
 )
 
-__all__ = ["figure_grid", "plot_explanation", "plot_map"]
+__all__ = ["figure_grid", "literal_text", "plot_explanation", "plot_map"]
+
+
+def literal_text(figure: Figure) -> Figure:
+    """Show every text of ``figure`` literally: no mathtext, so a label such as ``usd_$100_$200``
+    (class names, titles, file names) is drawn as written instead of failing to parse."""
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+    return figure
 
 
 def _check_cell_size(cell_size: Any) -> float:
@@ -189,7 +199,7 @@ def figure_grid(
                 ax.set_title(title)
         if labels is not None:
             axes[row, 0].set_ylabel(labels[row])
-    return fig
+    return literal_text(fig)
 
 
 def _check_ax_and_title(ax: Any, title: Any) -> None:
@@ -285,7 +295,7 @@ def plot_explanation(
         ax.imshow(blended, interpolation="nearest")
         ax.set_axis_off()
         if title is not None:
-            ax.set_title(title)
+            ax.set_title(title, parse_math=False)
         return _root_figure(ax)
 
     fig = Figure(figsize=(9.6, 3.4), layout="constrained")
@@ -301,7 +311,7 @@ def plot_explanation(
         panel.set_axis_off()
     if title is not None:
         fig.suptitle(title)
-    return fig
+    return literal_text(fig)
 
 
 def _signal_values(signal: ArrayLike, maps: np.ndarray) -> np.ndarray:
@@ -425,7 +435,8 @@ def plot_map(
         target.imshow(colours, interpolation="nearest")
         target.set_axis_off()
     if label is not None:
-        target.set_title(label)
+        target.set_title(label, parse_math=False)
     if ax is None:
         _colour_bar(fig, target, name)
+        return literal_text(fig)
     return fig
