@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import xai
 from xai import testing
+from xai.errors import ModelStructureError, XaiValueError
 
 
 def test_gradcam_equals_cam_on_gap_dense_head(cnn, images):
@@ -257,3 +258,50 @@ def test_uint8_and_preprocess(cnn, images_uint8):
     np.testing.assert_allclose(pre.attributions, as_float.attributions, rtol=1e-6)
     # the overlay is drawn on the original uint8 pixels
     np.testing.assert_array_equal(pre.overlay(alpha=0.0), images_uint8)
+
+
+# ------------------------------------------------------- wrong layers and targets fail early
+@pytest.mark.parametrize("layer", ["gap", "predictions"])
+def test_a_layer_without_spatial_axes_is_refused_at_the_call(cnn, images, layer):
+    with pytest.raises(
+        ModelStructureError, match=f"layer='{layer}' with output shape .* no spatial"
+    ):
+        xai.explain(cnn, images[:2], "gradcam", layer=layer)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "saliency"])
+def test_a_flattened_target_score_is_refused(cnn, images, method):
+    with pytest.raises(XaiValueError, match="one score per sample.*8 scores for a batch of 2"):
+        xai.explain(cnn, images[:2], method, targets=lambda z: tf.reshape(z, (-1,)))
+
+
+def test_a_target_callable_returning_none_is_refused(cnn, images):
+    with pytest.raises(XaiValueError, match="Received: None"):
+        xai.explain(cnn, images[:2], "gradcam", targets=lambda z: None)
+
+
+def test_save_onto_a_file_is_refused_and_writes_nothing(cnn, images, tmp_path):
+    e = xai.explain(cnn, images[:2], "gradcam")
+    target = tmp_path / "taken"
+    target.write_text("mine", encoding="utf-8")
+    with pytest.raises(XaiValueError, match="`directory` must be a folder.*It is a file"):
+        e.save(target)
+    assert target.read_text(encoding="utf-8") == "mine"
+
+
+def test_save_is_all_or_nothing(cnn, images, tmp_path, monkeypatch):
+    from xai import io
+
+    e = xai.explain(cnn, images[:2], "gradcam")
+    real, calls = io.write_png, []
+
+    def failing(path, image, compression=None):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, image, compression)
+
+    monkeypatch.setattr(io, "write_png", failing)
+    with pytest.raises(OSError, match="No space left"):
+        e.save(tmp_path / "out")
+    assert list((tmp_path / "out").glob("*")) == []  # what was written is removed again

@@ -93,7 +93,14 @@ class Engine:
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Per-sample score and resolved class of a batch of logits (inside the trace)."""
         if target_fn is not None:
-            score = tf.cast(target_fn(logits), tf.float32)
+            value = target_fn(logits)
+            if value is None:
+                raise XaiValueError(
+                    "`targets` callable must return one score per sample, shape (batch,). "
+                    "Received: None (did the function forget to return?). Example: "
+                    "targets=lambda z: z[:, 3]."
+                )
+            score = tf.cast(value, tf.float32)
             if score.shape.rank != 1:
                 raise XaiValueError(
                     "`targets` callable must return one score per sample, shape (batch,). "
@@ -198,6 +205,13 @@ class Engine:
         logits, resolved, score, values, grads = self._step(wrt, target_fn)(
             *self._prepare(inputs, cls)
         )
+        if target_fn is not None and score.shape[0] != len(inputs[0]):
+            raise XaiValueError(
+                "`targets` callable must return one score per sample, shape (batch,). "
+                f"Received: a vector of {score.shape[0]} scores for a batch of "
+                f"{len(inputs[0])} (flattened per-class scores?). Reduce it per sample, e.g. "
+                "lambda z: z[:, 3] or lambda z: tf.reduce_sum(z, axis=1)."
+            )
         if wrt == "inputs":
             values = [np.asarray(x, dtype=np.float32) for x in inputs]  # no copy for float32 arrays
         else:

@@ -33,6 +33,18 @@ def check_finite(name: str, array: np.ndarray) -> None:
         raise bad_value(name, "finite (no NaN or Inf)", array, f"It holds {bad} non-finite values.")
 
 
+def _check_spatial(tap: Tap) -> None:
+    """Layer-space methods need maps: a tapped tensor must have spatial axes besides channels."""
+    for path, t in zip(tap.layers, tap.model.outputs[1:]):
+        if len(t.shape) < 3:
+            raise ModelStructureError(
+                f"`layer` must have a spatial output (batch, *spatial, channels) for CAM methods. "
+                f"Received: layer={path!r} with output shape {tuple(t.shape)}, which has no "
+                "spatial axis (a Dense, pooled or flattened tensor). Choose a convolutional "
+                "layer before the pooling, or leave layer=None to pick the map the head sees."
+            )
+
+
 class Explainer:
     """Explains one model; keeps its taps and compiled steps so repeated calls do not retrace.
 
@@ -269,6 +281,8 @@ class Explainer:
                 "one input. Choose one layer inside each input branch, e.g. layer=['left_conv', "
                 "'right_conv'], or leave layer=None to auto-select one per input."
             )
+        if m.needs_layer:
+            _check_spatial(tap)
 
         results: list[MethodResult] = []
         batches = range(0, n, int(batch_size))

@@ -305,27 +305,51 @@ class Explanation:
     ) -> list[Path]:
         """Write overlay PNGs, raw ``.npy`` attributions, heatmaps and ``manifest.json`` atomically.
 
+        All or nothing: every picture is computed before the first file is written, each file is
+        written atomically, and if a write fails the files this call wrote are removed again.
+
         Returns:
             The paths written (the manifest last).
+
+        Raises:
+            XaiValueError: ``directory`` is an existing file, or bad ``alpha``/``colormap``.
         """
         from . import io, viz
 
-        style = viz.OverlayStyle.checked(alpha, colormap)  # before anything is written
+        style = viz.OverlayStyle.checked(alpha, colormap)
         out = Path(directory)
-        written: list[Path] = []
+        if out.exists() and not out.is_dir():
+            raise bad_value(
+                "directory",
+                "a folder (existing or to create)",
+                str(out),
+                "It is a file; choose another path.",
+            )
+        # Everything that can fail before writing is computed first.
+        items: list[tuple[str, Any, Any]] = []
         for j in range(len(self.raw)):
             suffix = "" if len(self.raw) == 1 else f"_input{j}"
-            written.append(io.write_npy(out / f"attributions{suffix}.npy", self.raw[j]))
-            written.append(io.write_npy(out / f"heatmaps{suffix}.npy", self._heatmaps[j]))
+            items.append((f"attributions{suffix}.npy", io.write_npy, self.raw[j]))
+            items.append((f"heatmaps{suffix}.npy", io.write_npy, self._heatmaps[j]))
             if self.images[j] is not None:
                 overlays = self.overlay(style.alpha, style.colormap, input_index=j)
-                for i, o in enumerate(overlays):
-                    written.append(io.write_png(out / f"overlay{suffix}_{i:04d}.png", o))
+                items.extend(
+                    (f"overlay{suffix}_{i:04d}.png", io.write_png, o)
+                    for i, o in enumerate(overlays)
+                )
         manifest = self.to_dict() | {
-            "files": [p.name for p in written],
+            "files": [name for name, _, _ in items],
             "overlay": {"alpha": alpha, "colormap": colormap},
         }
-        written.append(io.write_json(out / "manifest.json", manifest))
+        items.append(("manifest.json", io.write_json, manifest))
+        written: list[Path] = []
+        try:
+            for name, write, value in items:
+                written.append(write(out / name, value))
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         return written
 
     def _repr_html_(self) -> str:
