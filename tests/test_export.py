@@ -1002,3 +1002,48 @@ def test_pipeline_does_not_autotune(tmp_path):
     batches = [[t.numpy() for t in b] for b in ds]
     assert [len(b[0]) for b in batches] == [2, 1] and all(b[4].all() for b in batches)
     assert batches[0][1].shape == (2, 16, 16, 3) and sorted(loader.originals) == [0, 1, 2]
+
+
+# ----------------------------------------------------------------- careful-user faults (issue 15)
+def test_a_folder_holding_an_export_is_not_re_ingested(tmp_path, explainer):
+    src = make_folder(tmp_path / "in", 4)
+    xai.export(explainer, src, src / "old_export", batch_size=4, progress=False)  # inside INPUT
+    old = xai.export(explainer, src, tmp_path / "out", batch_size=4, progress=False)
+    rows = by_path(tmp_path / "out")
+    assert rows["old_export"]["status"] == "skipped"
+    assert "Holds an xai export" in rows["old_export"]["error"]
+    assert not any(p.startswith("old_export/") for p in rows)
+    assert old.ok == 4
+
+
+_KILL_DURING_SETTINGS = """
+import os, signal, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import xai
+from xai import io
+real = os.replace
+def replace(src, dst):
+    if str(dst).endswith(".xai-export.json"):
+        os.kill(os.getpid(), signal.SIGKILL)  # the temporary is written and synced, not renamed
+    return real(src, dst)
+os.replace = replace
+xai.export(sys.argv[1], sys.argv[2], sys.argv[3], batch_size=4, progress=False)
+"""
+
+
+def test_sigkill_while_the_settings_are_written_then_the_same_command_resumes(tmp_path, model_path):
+    src = make_folder(tmp_path / "in", 5)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_DURING_SETTINGS, str(model_path), str(src), str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in out.iterdir())
+    assert any(n.startswith("..xai-export.json.") and n.endswith(".tmp") for n in left), left
+    code, stdout, stderr = run_cli("export", model_path, src, out, "--batch-size", "4", "-q")
+    assert code == 0, stderr
+    ref = tmp_path / "ref"
+    assert run_cli("export", model_path, src, ref, "--batch-size", "4", "-q")[0] == 0
+    assert output_files(out) == output_files(ref)

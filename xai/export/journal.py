@@ -178,7 +178,9 @@ def _check_output_dir(
     if out.exists() and not out.is_dir():
         raise bad_value("output_dir", "a folder (or a path to create)", str(out), "It is a file.")
     present = [p.name for p in out.iterdir()] if out.exists() else []
-    if not [n for n in present if n != LOCK_NAME]:
+    # Our lock and atomic-write temporaries (e.g. of a settings file whose write was killed) do
+    # not make a folder "not empty": it is still a new export, and the temporaries are removed.
+    if not [n for n in present if n != LOCK_NAME and not _TEMP_FILE.match(n)]:
         return False
     config_path = out / CONFIG_NAME
     previous = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import IMAGE_SUFFIXES
+from .journal import CONFIG_NAME as EXPORT_MARKER  # an export's settings file
 
 # ------------------------------------------------------------------------------------ walking
 
@@ -31,7 +32,8 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
     """Every file under ``root`` in sorted depth-first order; folder symlinks followed once.
 
     A folder reached a second time (a symbolic-link loop, or a second link to it) is listed as
-    skipped and not entered again; folders in ``exclude`` (the output folder) are left out.
+    skipped and not entered again, and so is a folder that holds an xai export (its settings
+    file); folders in ``exclude`` (the output folder) are left out.
     """
     entries: list[_Entry] = []
     root_stat = os.stat(root)
@@ -108,6 +110,17 @@ def _walk(root: Path, exclude: set[tuple[int, int]]) -> list[_Entry]:
                 )
                 continue
             visited.add(key)
+            if os.path.isfile(os.path.join(item.path, EXPORT_MARKER)):
+                entries.append(
+                    _Entry(
+                        rel,
+                        None,
+                        "skipped",
+                        f"Holds an xai export ({EXPORT_MARKER}): its pictures are outputs, not "
+                        "inputs; not entered.",
+                    )
+                )
+                continue
             listing(item.path, rel + "/")
         elif stat.S_ISREG(st.st_mode):
             suffix = os.path.splitext(item.name)[1].lower()
