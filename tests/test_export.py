@@ -1047,3 +1047,19 @@ def test_sigkill_while_the_settings_are_written_then_the_same_command_resumes(tm
     ref = tmp_path / "ref"
     assert run_cli("export", model_path, src, ref, "--batch-size", "4", "-q")[0] == 0
     assert output_files(out) == output_files(ref)
+
+
+def test_a_file_and_a_folder_never_share_an_output(tmp_path, explainer):
+    """``x.png`` -> ``overlay/x.png.png``, which is also where a folder ``x.png.png/`` goes."""
+    src = tmp_path / "in"
+    write_rgb(src / "x.png", rgb(20, 20, seed=1))
+    write_rgb(src / "x.png.png" / "inner.png", rgb(20, 20, seed=2))
+    write_rgb(src / "X.PNG.npy" / "raw.png", rgb(20, 20, seed=3))  # case-insensitive clash
+    summary = xai.export(explainer, src, tmp_path / "out", batch_size=4, progress=False)
+    assert (summary.ok, summary.failed) == (3, 0)
+    rows = by_path(tmp_path / "out")
+    outs = rows["x.png"]["outputs"]
+    assert outs["overlay"].startswith("overlay/x.png~") and outs["overlay"].endswith(".png")
+    assert rows["x.png.png/inner.png"]["outputs"]["overlay"] == "overlay/x.png.png/inner.png.png"
+    every = [o for r in rows.values() for o in (r["outputs"] or {}).values()]
+    assert len(set(every)) == len(every) and all((tmp_path / "out" / o).is_file() for o in every)

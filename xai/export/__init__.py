@@ -17,7 +17,10 @@ every image with one method and writes, mirroring the folder structure::
 Names are sanitised (control characters and ``<>:"\\|?*`` become ``_``, leading dots and trailing
 dots/spaces are replaced, Windows device names get a ``_`` prefix, long names are shortened); a
 sanitised name gets ``~`` and 8 hex digits of a hash of the original path, so two inputs never map
-to one output. Every output path is checked to resolve inside ``output_dir`` (a symbolic link in
+to one output; so does a file whose output name is also a mirrored folder's (``x.png`` ->
+``x.png~<hash>.png`` when the input has a folder ``x.png.png/``), so a file and a folder never
+collide either. The input's own name is kept whole (not ``tom.png`` for ``tom.jpg``): that keeps
+the names readable and still lets ``tom.jpg`` and ``tom.png`` sit side by side. Every output path is checked to resolve inside ``output_dir`` (a symbolic link in
 there cannot redirect a write elsewhere).
 
 **Manifest.** One line per input, in the walk order (sorted names, depth first)::

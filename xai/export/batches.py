@@ -95,6 +95,7 @@ class _Plan:
     workers: int
     progress: bool
     settings: dict[str, Any]
+    taken_dirs: frozenset[str] = frozenset()  # mirrored input folders (naming.output_dirs)
 
 
 def _run(
@@ -258,7 +259,7 @@ def _process_batch(
         if rels[j] in done:
             continue
         size = (int(heights[j]), int(widths[j]))
-        outputs = output_paths(rels[j], plan.formats)
+        outputs = output_paths(rels[j], plan.formats, plan.taken_dirs)
         row = _image_row(
             rels[j],
             size,

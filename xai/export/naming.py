@@ -59,10 +59,29 @@ def output_stem(rel: str) -> str:
     return "/".join(safe)
 
 
-def output_paths(rel: str, formats: Sequence[str]) -> dict[str, str]:
-    """Output files (relative to the output folder, POSIX) of input ``rel`` for each format."""
+def output_paths(
+    rel: str, formats: Sequence[str], taken_dirs: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Output files (relative to the output folder, POSIX) of input ``rel`` for each format.
+
+    ``taken_dirs`` are the mirrored folders of the export (:func:`output_dirs`): when a file's
+    output name is also a folder's (``x.png`` -> ``x.png.png``, next to an input folder named
+    ``x.png.png``), the file's stem gets ``~`` and a hash of ``rel`` too, so a file and a folder
+    never map to the same output.
+    """
     stem = output_stem(rel)
+    if any(f"{stem}{_EXTENSIONS[f]}".casefold() in taken_dirs for f in formats):
+        stem = f"{stem}~{_short_hash(rel)}"
     return {f: f"{f}/{stem}{_EXTENSIONS[f]}" for f in formats}
+
+
+def output_dirs(rels: Sequence[str]) -> frozenset[str]:
+    """Every mirrored folder (casefolded, for case-insensitive file systems) of the inputs."""
+    dirs: set[str] = set()
+    for rel in rels:
+        parts = output_stem(rel).split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]).casefold() for i in range(len(parts)))
+    return frozenset(dirs)
 
 
 class _Containment:

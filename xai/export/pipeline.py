@@ -30,6 +30,7 @@ from .journal import (
     _repair_tail,
 )
 from .loader import _Loader
+from .naming import output_dirs
 from .options import FORMATS, _load_class_names, _parse_formats, _parse_image_size, _resolve_targets
 from .summary import ExportSummary
 from .walk import _walk
@@ -229,6 +230,7 @@ def export(
             workers=workers,
             progress=progress,
             settings=settings,
+            taken_dirs=output_dirs([e.rel for e in entries if e.status is None]),
         )
         loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
         writer = _Writer(
