@@ -357,6 +357,28 @@ def test_cli_audit_on_an_image_folder(tmp_path, capsys):
     assert saved["class_names"] == list(datasets.CLASS_NAMES)
     assert saved["gallery"][0]["name"].endswith(".png")
     assert cli.main(["audit", "m.keras", str(tmp_path), "--methods", "gradcamm"]) == 2
+    # As a gate: a raised flag named by --fail-on exits 1 (the report is written all the same).
+    argv = [
+        "audit",
+        str(demo.shipped_model_path("shortcut_cnn.keras")),
+        str(tmp_path / "ds" / "images"),
+        "--masks",
+        str(tmp_path / "ds" / "masks"),
+        "--out",
+        str(tmp_path / "gate"),
+        "--methods",
+        "gradcam",
+        "--sanity-images",
+        "4",
+        "--steps",
+        "4",
+        "--no-progress",
+    ]
+    assert cli.main([*argv, "--fail-on", "shortcut"]) == 1
+    assert "failing (--fail-on): shortcut raised" in capsys.readouterr().err
+    assert (tmp_path / "gate" / "report.html").exists()
+    assert cli.main([*argv, "--fail-on", "shortcutt"]) == 2
+    assert "Did you mean 'shortcut'" in capsys.readouterr().err
 
 
 def test_dollar_signs_in_class_names_are_shown_literally(tmp_path):
@@ -368,9 +390,16 @@ def test_dollar_signs_in_class_names_are_shown_literally(tmp_path):
     y = np.array([0, 1, 0, 1, 0, 1])
     names = ["usd_$100_$200", "eur_$5"]
     report = xai.run_audit(
-        model, x, y, class_names=names, methods=["gradcam"], num_steps=4, sanity_images=2,
-        sanity_stages=1, progress=False,
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        class_names=names,
+        methods=["gradcam"],
+        num_steps=4,
+        sanity_images=2,
+        sanity_stages=1,
+        progress=False,
+    )
     html = render_html(report)
     assert "usd_$100_$200" in html
     paths = report.save(tmp_path / "r")

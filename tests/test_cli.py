@@ -164,3 +164,10 @@ def test_cli_is_not_imported_by_the_library():
     code = "import sys, xai; xai.explain; print('xai.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["demo", "methods", "explain", "export", "audit"])
+def test_every_command_documents_its_exit_codes(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "exit status" in capsys.readouterr().out.lower()

@@ -12,14 +12,43 @@ import argparse
 import sys
 from typing import Any
 
-from .common import load_model
+from .common import UsageError, load_model
+
+FLAG_KEYS = ("sanity_randomisation", "deletion_vs_random", "shortcut")
+EPILOG = """example:
+  xai audit model.keras data/images --masks data/masks --out audit/
+  xai audit model.keras data/images --masks data/masks --fail-on any   # a gate in CI
+
+exit status: 0 the report was written (and no --fail-on flag was raised), 1 a flag named by
+--fail-on was raised (the report is written all the same), 2 usage error (bad arguments,
+unreadable model or data)
+"""
+
+
+def parse_fail_on(text: str | None) -> frozenset[str]:
+    """``--fail-on``: ``any``, ``none`` or a comma list of flag keys."""
+    from ..errors import did_you_mean
+
+    if text is None or text.strip() == "none":
+        return frozenset()
+    if text.strip() == "any":
+        return frozenset(FLAG_KEYS)
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in FLAG_KEYS]
+    if unknown or not keys:
+        raise UsageError(
+            "--fail-on must be 'any', 'none' or a comma list of flags "
+            f"({', '.join(FLAG_KEYS)}). Received: {text!r}. "
+            + (did_you_mean(unknown[0], FLAG_KEYS) if unknown else "")
+        )
+    return frozenset(keys)
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "audit",
         help="audit a model: accuracy, faithfulness, localisation and sanity checks -> HTML report",
-        epilog="example:\n  xai audit model.keras data/images --masks data/masks --out audit/",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="a .keras or .h5 model file")
@@ -45,6 +74,13 @@ def add_parser(subparsers: Any) -> None:
         "--unsafe", action="store_true", help="allow models with Lambda layers (trusted files only)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--fail-on",
+        default="none",
+        metavar="FLAGS",
+        help="exit with status 1 when one of these flags is raised: 'any', 'none' (default) or "
+        f"a comma list of {', '.join(FLAG_KEYS)}",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from ..methods.registry import Method
 
     method_names = split_names(args.methods) or ["gradcam"]
+    fail_on = parse_fail_on(args.fail_on)  # before loading anything
     for m in method_names:
         methods_mod.get(m)  # did-you-mean before loading anything
     model = load_model(args.model, unsafe=args.unsafe)
@@ -88,5 +125,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  [{'FLAG' if f.raised else 'ok'}] {f.message}")
     for p in paths:
         print(f"  wrote {p}")
+    gate = [f for f in report.flags if f.raised and f.key in fail_on]
+    if gate:
+        print(
+            f"xai audit: failing (--fail-on): {', '.join(sorted({f.key for f in gate}))} raised",
+            file=sys.stderr,
+        )
     sys.stdout.flush()
-    return 0
+    return 1 if gate else 0

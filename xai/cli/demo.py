@@ -11,7 +11,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
         help="explain the shipped model on the shipped sample images (Grad-CAM + SmoothGrad)",
-        epilog="example:\n  xai demo --out xai-demo",
+        epilog="example:\n  xai demo --out xai-demo\n\nexit status: 0 success, 2 usage error "
+        "(a bad --images or --model)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="xai-demo", help="output folder (default: xai-demo)")

@@ -7,7 +7,13 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    subparsers.add_parser("methods", help="list the registered attribution methods")
+    from .common import EXIT_CODES
+
+    subparsers.add_parser(
+        "methods",
+        help="list the registered attribution methods",
+        epilog=EXIT_CODES.replace(", 1 some inputs failed (see the output)", ""),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ sanitised name gets ``~`` and 8 hex digits of a hash of the original path, so tw
 to one output; so does a file whose output name is also a mirrored folder's (``x.png`` ->
 ``x.png~<hash>.png`` when the input has a folder ``x.png.png/``), so a file and a folder never
 collide either. The input's own name is kept whole (not ``tom.png`` for ``tom.jpg``): that keeps
-the names readable and still lets ``tom.jpg`` and ``tom.png`` sit side by side. Every output path is checked to resolve inside ``output_dir`` (a symbolic link in
+the names readable and still lets ``tom.jpg`` and ``tom.png`` sit side by side. Every output path is
+checked to resolve inside ``output_dir`` (a symbolic link in
 there cannot redirect a write elsewhere).
 
 **Manifest.** One line per input, in the walk order (sorted names, depth first)::
