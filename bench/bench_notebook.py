@@ -52,7 +52,7 @@ def main() -> None:
     import tensorflow as tf
 
     import xai
-    from xai.explain import _ENGINES
+    from xai.explainer import _ENGINES
 
     model, shape = build(args.quick)
     x = np.random.default_rng(0).random((args.batch, *shape), dtype=np.float32)

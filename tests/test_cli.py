@@ -171,3 +171,32 @@ def test_every_command_documents_its_exit_codes(command, capsys):
     with pytest.raises(SystemExit):
         cli.main([command, "--help"])
     assert "exit status" in capsys.readouterr().out.lower()
+
+
+def test_help_is_fast_because_it_imports_no_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from xai import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_a_normal_run_prints_no_tensorflow_log_line(tmp_path, saved_model, image_files):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = [sys.executable, "-m", "xai", "explain", str(saved_model), str(image_files[0])]
+    quiet = subprocess.run(
+        [*argv, "--out", str(tmp_path / "q")], capture_output=True, text=True, env=env
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # no oneDNN / CUDA / absl start-up lines
+    loud = subprocess.run(
+        [sys.executable, "-m", "xai", "--verbose", *argv[3:], "--out", str(tmp_path / "v")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert loud.returncode == 0 and "oneDNN" in loud.stderr  # --verbose shows them

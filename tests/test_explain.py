@@ -284,7 +284,7 @@ def test_save_onto_a_file_is_refused_and_writes_nothing(cnn, images, tmp_path):
     e = xai.explain(cnn, images[:2], "gradcam")
     target = tmp_path / "taken"
     target.write_text("mine", encoding="utf-8")
-    with pytest.raises(XaiValueError, match="`directory` must be a folder.*It is a file"):
+    with pytest.raises(NotADirectoryError, match="`directory` must be a folder.*it is a file"):
         e.save(target)
     assert target.read_text(encoding="utf-8") == "mine"
 

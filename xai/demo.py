@@ -107,7 +107,7 @@ def run_demo(
     """
     import keras
 
-    from .explain import Explainer
+    from .explainer import Explainer
 
     start = time.perf_counter()
     out = Path(out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import html
 from collections.abc import Mapping, Sequence
@@ -312,18 +313,19 @@ class Explanation:
             The paths written (the manifest last).
 
         Raises:
-            XaiValueError: ``directory`` is an existing file, or bad ``alpha``/``colormap``.
+            NotADirectoryError: ``directory`` is an existing file (nothing is written).
+            XaiValueError: bad ``alpha`` or ``colormap``.
         """
         from . import io, viz
 
         style = viz.OverlayStyle.checked(alpha, colormap)
         out = Path(directory)
         if out.exists() and not out.is_dir():
-            raise bad_value(
-                "directory",
-                "a folder (existing or to create)",
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "`directory` must be a folder (existing or to create), but it is a file; "
+                "choose another path",
                 str(out),
-                "It is a file; choose another path.",
             )
         # Everything that can fail before writing is computed first.
         items: list[tuple[str, Any, Any]] = []

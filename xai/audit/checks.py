@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import methods as methods_mod
 from .. import targets as targets_mod
 from ..errors import bad_type, bad_value
-from ..explain import Explainer
+from ..explainer import Explainer
 from ..methods.registry import Method
 from . import faithfulness, sanity
 from .flags import THRESHOLDS, _gallery, deletion_flags, sanity_flags, shortcut_flags

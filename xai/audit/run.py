@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import targets as targets_mod
 from ..errors import bad_value
-from ..explain import Explainer
+from ..explainer import Explainer
 from ..methods.registry import Method
 
 

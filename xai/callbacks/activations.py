@@ -16,7 +16,7 @@ from .. import _validation
 from .. import io as xai_io
 from ..engine import Engine
 from ..errors import bad_type, bad_value, did_you_mean
-from ..explain import Explainer
+from ..explainer import Explainer
 from ..taps import Tap, check_graph_model
 from .probe import (
     _check_dir,

@@ -16,7 +16,7 @@ from .. import io as xai_io
 from .. import methods as methods_mod
 from .. import targets as targets_mod
 from ..errors import XaiValueError, bad_type, bad_value
-from ..explain import Explainer
+from ..explainer import Explainer
 from ..explanation import Explanation
 from ..taps import check_graph_model
 from .probe import (
@@ -154,7 +154,7 @@ class ExplainCallback(_ProbeCallback):
     # ------------------------------------------------------------------------------- state
     @property
     def explainer(self) -> Explainer | None:
-        """The :class:`~xai.explain.Explainer` (tap + compiled steps) in use, once built."""
+        """The :class:`~xai.explainer.Explainer` (tap + compiled steps) in use, once built."""
         return self._explainer
 
     @property

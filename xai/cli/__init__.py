@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from . import audit, demo, explain, export, methods
-from .common import EXIT_CODES, UsageError, load_model
+from .common import EXIT_CODES, UsageError, import_tensorflow_quietly, load_model
 
 EXAMPLES = f"""examples:
   xai demo
@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"xai {__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what xai chooses (layers, ...)"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what xai chooses (layers, ...) and TensorFlow's own start-up messages",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, methods, explain, export, audit):
@@ -57,10 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai`` console script; returns the exit code."""
-    # Quiet TensorFlow's C++ start-up chatter for command-line users (unless they chose a level).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # TensorFlow is not imported yet (``import xai`` is light)
+    # TensorFlow's C++ start-up log (oneDNN notices, "failed call to cuInit" on CPU machines) is
+    # read from this variable when TensorFlow loads: hidden unless --verbose or set by the user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.verbose else "3")
+    if not args.verbose:
+        import_tensorflow_quietly()
     if args.command is None:
         parser.print_help()
         return 2

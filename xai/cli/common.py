@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import re
+import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +26,30 @@ EXIT_CODES = (
     "exit status: 0 success, 1 some inputs failed (see the output), 2 usage error "
     "(bad arguments, unreadable model)"
 )
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log hidden (the command line only, not the library).
+
+    TensorFlow 2.21 prints its oneDNN and CUDA notices before its logger is set up, ignoring
+    ``TF_CPP_MIN_LOG_LEVEL``; the only way to hide them is to point file descriptor 2 elsewhere
+    while it loads. What it printed is shown after all if the import fails.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class UsageError(Exception):

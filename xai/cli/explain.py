@@ -101,7 +101,7 @@ def _class_target(targets: Any, names: tuple[str, ...] | None) -> int | None:
 def run(args: argparse.Namespace) -> int:
     from .. import io, methods
     from ..errors import XaiError
-    from ..explain import Explainer
+    from ..explainer import Explainer
     from ..export.options import _load_class_names
 
     methods.get(args.method)  # did-you-mean before loading anything

@@ -40,7 +40,7 @@ image by its suffix, a hidden file, a symbolic-link loop, ... with the reason in
 **Pipeline.** A ``tf.data`` pipeline reads, decodes (:func:`xai.io.read_image`, so CMYK and 16-bit
 files, grey and RGBA images all come out RGB, and decompression bombs are refused from the header),
 resizes and preprocesses images in parallel and prefetches batches while the compiled step of the
-:class:`~xai.explain.Explainer` runs; the pictures are coloured, encoded and written by a small
+:class:`~xai.explainer.Explainer` runs; the pictures are coloured, encoded and written by a small
 thread pool with a bounded queue. Memory does not grow with the number of images beyond a few
 hundred bytes of bookkeeping per file (the file list and the set of finished files).
 
@@ -65,12 +65,23 @@ object), each batch of ``batch_size`` images is split evenly over the replicas' 
 compiled steps run concurrently; the results are the same as on one device up to float rounding.
 """
 
+from typing import Any
+
+# Walking, naming, the journal, the options and the summary need no TensorFlow: importing them
+# (or this package) does not load it. The pipeline, which does, is loaded with ``export``.
 from .journal import CONFIG_NAME, LOCK_NAME, MANIFEST_NAME, SUMMARY_NAME
 from .naming import output_paths, output_stem
 from .options import FORMATS
-from .pipeline import export
 from .summary import ExportSummary
 from .walk import IMAGE_SUFFIXES
+
+
+def __getattr__(name: str) -> Any:
+    if name == "export":
+        from .pipeline import export
+
+        return export
+    raise AttributeError(f"module 'xai.export' has no attribute {name!r}")
 
 __all__ = [
     "CONFIG_NAME",

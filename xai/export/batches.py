@@ -47,7 +47,7 @@ def _explain_batch(
 ) -> list[Any]:
     """Explanations covering ``x`` in order: one, or one per device shard."""
 
-    from ..explain import check_finite
+    from ..explainer import check_finite
 
     check_finite("images", x)  # e.g. a preprocess function that divides by zero
     tap = explainer.engine(method.needs_layer).tap

@@ -110,7 +110,7 @@ def export(
     See the module documentation for the output layout, the manifest's columns and resuming.
 
     Args:
-        model: a Keras model, an :class:`~xai.explain.Explainer` (its compiled steps are reused),
+        model: a Keras model, an :class:`~xai.explainer.Explainer` (its compiled steps are reused),
             or a path to a ``.keras``/``.h5`` file or a TensorFlow SavedModel folder.
         input_dir: folder of images (nested folders are walked; symbolic links to folders are
             followed once, loops are listed as skipped).
@@ -144,7 +144,7 @@ def export(
         seed: seed of stochastic methods (recorded; the same seed gives the same files).
         params: the method's own parameters, e.g. ``{"num_samples": 25}``.
         max_pixels: largest image (height x width) read; default ``xai.io.MAX_PIXELS``.
-        jit_compile: ``"auto"``, True or False (see :class:`~xai.explain.Explainer`).
+        jit_compile: ``"auto"``, True or False (see :class:`~xai.explainer.Explainer`).
         strategy: a ``tf.distribute.MirroredStrategy`` to spread batches over several GPUs.
         workers: threads that colour, encode and write the outputs.
         progress: show a progress bar (tqdm) with images/s.
@@ -265,8 +265,8 @@ def _check_folders(input_dir: Any, output_dir: Any) -> tuple[Path, Path]:
 def _explainer_for(
     model: Any, layer: Any, jit_compile: Any, names: Any, unsafe: bool, strategy: Any
 ) -> tuple[Any, str | None]:
-    """The :class:`~xai.explain.Explainer` to run (loaded from a path under ``strategy``)."""
-    from ..explain import Explainer
+    """The :class:`~xai.explainer.Explainer` to run (loaded from a path under ``strategy``)."""
+    from ..explainer import Explainer
 
     if isinstance(model, Explainer):
         if layer is not None and layer != model.layer:
