@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:
         return export
     raise AttributeError(f"module 'xai.export' has no attribute {name!r}")
 
+
 __all__ = [
     "CONFIG_NAME",
     "FORMATS",
