@@ -120,3 +120,5 @@ def test_notebook_executes(tmp_path):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert any("text/html" in o.get("data", {}) for o in outputs)  # the inline overlays
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures
+    streams = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "TqdmWarning" not in streams and "IProgress" not in streams  # bars degrade quietly

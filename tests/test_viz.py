@@ -556,3 +556,19 @@ def test_labels_with_dollar_signs_are_drawn_literally(label):
     for fig in figs:
         fig.savefig(_io.BytesIO(), format="png")  # mathtext would raise here
         assert any(t.get_text() == label for t in fig.findobj(matplotlib.text.Text))
+
+
+def test_progress_bars_fall_back_to_text_in_a_kernel_without_ipywidgets(monkeypatch):
+    import sys
+    import types
+
+    from tqdm.std import tqdm as text_tqdm
+
+    from xai._progress import progress_class
+
+    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: shell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+    assert progress_class() is text_tqdm

@@ -6,7 +6,7 @@ retrace. Every step runs the model with ``training=False`` and differentiates th
 (never the softmax probability). Activations and gradients come back as float32 NumPy arrays.
 
 ``jit_compile="auto"`` means XLA on an accelerator and plain ``tf.function`` on CPU, where XLA makes
-depthwise/separable convolutions 10-80x slower (``notes/keras3-facts.md`` §4).
+depthwise/separable convolutions 10-80x slower (measured; see the README, "How it works").
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import _validation, postprocess
 from . import methods as methods_mod
 from . import targets as targets_mod
+from ._progress import progress_bar as tqdm
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
 from .explanation import ExplainedInput, Explanation

@@ -4,7 +4,7 @@ A *tap* is a new functional ``keras.Model`` from the user's inputs to ``[logits,
 It is built from the user's own layer objects, so it shares their variables (no copies, no new
 weights) and the user's model is never modified: no attribute is assigned on any user layer.
 
-How it works (see ``notes/keras3-facts.md`` §1-§2):
+How it works:
 
 * The model's graph is replayed on fresh ``keras.Input`` tensors with ``keras.models.clone_model``
   and ``clone_function=identity`` (same layer objects); a Sequential is replayed layer by layer.

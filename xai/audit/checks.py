@@ -17,10 +17,10 @@ from typing import Any
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import methods as methods_mod
 from .. import targets as targets_mod
+from .._progress import progress_bar as tqdm
 from ..errors import bad_type, bad_value
 from ..explainer import Explainer
 from ..methods.registry import Method

@@ -42,10 +42,12 @@ def run(args: Any) -> int:
         f"  model {manifest['model']} (layer {', '.join(manifest['layer'])}), "
         f"accuracy {manifest['accuracy']:.2f}"
     )
-    pg = manifest["pointing_game"]
+    pg, px = manifest["pointing_game"], manifest["pointing_game_exact_pixel"]
+    cell = manifest["pointing_game_tolerance_px"]
     print(
-        "  pointing game (map maximum on the object): "
-        f"Grad-CAM {pg['gradcam']:.0%}, SmoothGrad {pg['smoothgrad']:.0%}"
+        f"  pointing game (map maximum within {cell} px = one feature-map cell of the object, as "
+        f"in the audit): Grad-CAM {pg['gradcam']:.0%}, SmoothGrad {pg['smoothgrad']:.0%} "
+        f"(exact pixel: {px['gradcam']:.0%}, {px['smoothgrad']:.0%})"
     )
     n_overlays = sum(1 for f in manifest["files"] if f.startswith("overlays/"))
     print(f"  wrote {n_overlays} overlays under {out / 'overlays'}/")

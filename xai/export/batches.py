@@ -106,7 +106,7 @@ def _run(
     done: set[str],
     started: float,
 ) -> ExportSummary:
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar as tqdm
 
     out, method, batch_size = plan.out, plan.method, plan.batch_size
     target_map = plan.target_map
