@@ -47,6 +47,7 @@ ROW_KEYS = {
     "params",
     "layer",
     "outputs",
+    "orientation",
 }
 
 
@@ -1063,3 +1064,26 @@ def test_a_file_and_a_folder_never_share_an_output(tmp_path, explainer):
     assert rows["x.png.png/inner.png"]["outputs"]["overlay"] == "overlay/x.png.png/inner.png.png"
     every = [o for r in rows.values() for o in (r["outputs"] or {}).values()]
     assert len(set(every)) == len(every) and all((tmp_path / "out" / o).is_file() for o in every)
+
+
+def test_exif_orientation_is_applied_and_recorded(tmp_path, model_path):
+    """A phone photo stored sideways with EXIF orientation 6 is explained and drawn upright."""
+    from PIL import Image, ImageOps
+
+    src = tmp_path / "in"
+    src.mkdir()
+    stored = rgb(24, 40, seed=5)  # stored 24 x 40 (landscape); shown 40 x 24 (portrait)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(src / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(src / "phone.jpg")).convert("RGB"))
+    assert upright.shape[:2] == (40, 24)
+    np.testing.assert_array_equal(io.read_image(src / "phone.jpg"), upright)  # Pillow agrees
+    for extra, shape in (((), (40, 24)), (("--keep-orientation",), (24, 40))):
+        out = tmp_path / f"out{len(extra)}"
+        code, _, err = run_cli("export", model_path, src, out, "--alpha", "1", "-q", *extra)
+        assert code == 0, err
+        row = by_path(out)["phone.jpg"]
+        assert row["orientation"] == 6 and (row["height"], row["width"]) == shape
+        assert io.read_image(out / row["outputs"]["overlay"]).shape[:2] == shape

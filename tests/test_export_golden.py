@@ -88,6 +88,26 @@ xai.export(sys.argv[2], sys.argv[3], sys.argv[4], progress=False, **kwargs)
 """
 
 
+# Manifest and settings keys added on purpose after the reference (issue 15): compared without them.
+NEW_KEYS = ("orientation",)
+
+
+def _without_new_keys(name: str, data: bytes) -> bytes:
+    import json
+
+    if name == "manifest.jsonl":
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+        return "\n".join(
+            json.dumps({k: v for k, v in r.items() if k not in NEW_KEYS}, sort_keys=True)
+            for r in rows
+        ).encode()
+    if name == ".xai-export.json":
+        config = json.loads(data)
+        config["settings"] = {k: v for k, v in config["settings"].items() if k not in NEW_KEYS}
+        return json.dumps(config, sort_keys=True).encode()
+    return data
+
+
 def _export(code_root: Path, model: Path, src: Path, out: Path, kwargs: dict) -> dict[str, bytes]:
     import json
 
@@ -108,7 +128,7 @@ def _export(code_root: Path, model: Path, src: Path, out: Path, kwargs: dict) ->
     )
     skip = {"summary.json", ".xai-export.lock"}
     return {
-        p.relative_to(out).as_posix(): p.read_bytes()
+        p.relative_to(out).as_posix(): _without_new_keys(p.name, p.read_bytes())
         for p in sorted(out.rglob("*"))
         if p.is_file() and p.name not in skip
     }

@@ -17,6 +17,7 @@ import os
 import secrets
 import struct
 from collections.abc import Iterator, Mapping
+from io import BytesIO as _BytesIO
 from pathlib import Path
 from typing import IO, Any
 
@@ -115,19 +116,23 @@ def _unreadable(path: Path, why: str) -> Exception:
     )
 
 
-def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as uint8 RGB.
+def read_image(
+    path: PathLike, *, max_pixels: int | None = None, orientation: str = "exif"
+) -> np.ndarray:
+    """Read an image file as uint8 RGB, upright as every image viewer shows it.
 
     The bytes are read with Python (so unicode and space-containing paths work on every platform)
     and decoded with ``cv2.imdecode(..., IMREAD_UNCHANGED)``. Conversions: grey -> RGB (channel
     repeated), grey+alpha and RGBA -> RGB (alpha dropped, not composited), 16-bit -> 8-bit as
-    ``round(x / 257)``, OpenCV's BGR -> RGB. EXIF orientation is *not* applied, like
-    ``tf.io.decode_image`` and ``keras.utils.load_img``: the pixels are the ones stored in the file.
+    ``round(x / 257)``, OpenCV's BGR -> RGB. The EXIF orientation (a phone photo stored sideways
+    with a "rotate 90" tag) is applied, unless ``orientation="stored"``.
 
     Args:
         path: Path of the image file.
         max_pixels: Largest accepted ``height * width``; None means :data:`MAX_PIXELS`. Checked
             from the header before decoding for PNG, JPEG and BMP, after decoding otherwise.
+        orientation: ``"exif"`` (default) to apply the file's EXIF orientation, ``"stored"`` to
+            keep the pixels as stored (like ``tf.io.decode_image``).
 
     Returns:
         uint8 array of shape ``(H, W, 3)``, RGB.
@@ -138,6 +143,54 @@ def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
             unsupported layout (e.g. float TIFF/EXR, more than 4 channels).
         XaiTypeError: ``path`` is not a str or os.PathLike.
     """
+    return read_image_oriented(path, max_pixels=max_pixels, orientation=orientation)[0]
+
+
+ORIENTATIONS = ("exif", "stored")
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1-8; 1 = upright) of encoded image bytes, 1 when there is none.
+
+    Read with Pillow from the header only (no decoding).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(_BytesIO(data)) as image:
+            value = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - not an image Pillow knows, or no EXIF: as stored
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` (H, W, ...) turned upright for an EXIF orientation value (1-8)."""
+    if orientation == 2:
+        out = image[:, ::-1]
+    elif orientation == 3:
+        out = image[::-1, ::-1]
+    elif orientation == 4:
+        out = image[::-1]
+    elif orientation == 5:
+        out = np.swapaxes(image, 0, 1)
+    elif orientation == 6:
+        out = np.rot90(image, -1)
+    elif orientation == 7:
+        out = np.swapaxes(image[::-1, ::-1], 0, 1)
+    elif orientation == 8:
+        out = np.rot90(image, 1)
+    else:
+        return image
+    return np.ascontiguousarray(out)
+
+
+def read_image_oriented(
+    path: PathLike, *, max_pixels: int | None = None, orientation: str = "exif"
+) -> tuple[np.ndarray, int]:
+    """:func:`read_image` and the EXIF orientation tag the file holds (1 = upright or none)."""
+    if orientation not in ORIENTATIONS:
+        raise bad_value("orientation", "'exif' or 'stored'", orientation)
     target = _as_path(path)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
@@ -166,7 +219,9 @@ def read_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
             "format, or it is truncated or corrupt.",
         )
     _check_pixels(target, decoded.shape[0], decoded.shape[1], int(limit))
-    return _to_rgb8(target, decoded)
+    rgb = _to_rgb8(target, decoded)
+    tag = exif_orientation(data)
+    return (apply_orientation(rgb, tag) if orientation == "exif" else rgb), tag
 
 
 def _to_rgb8(path: Path, decoded: np.ndarray) -> np.ndarray:

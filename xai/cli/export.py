@@ -122,6 +122,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="largest image (H*W) read (default 100,000,000)",
     )
     p.add_argument(
+        "--keep-orientation",
+        action="store_true",
+        help="keep the stored pixels instead of turning photos upright by their EXIF orientation",
+    )
+    p.add_argument(
         "--workers", type=int, default=4, help="threads writing the pictures (default 4)"
     )
     p.add_argument(
@@ -172,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         params=parse_params(args.param),
         max_pixels=args.max_pixels,
+        orientation="stored" if args.keep_orientation else "exif",
         strategy=strategy,
         workers=args.workers,
         progress=not args.quiet,

@@ -224,7 +224,7 @@ def _process_batch(
 
     Images already done (in a chunk recomputed for batch identity) get neither.
     """
-    idx, x, heights, widths, oks, errors = (t.numpy() for t in batch)
+    idx, x, heights, widths, tags, oks, errors = (t.numpy() for t in batch)
     rels = [images[int(i)].rel for i in idx]
     ok = [j for j in range(len(idx)) if oks[j]]
     originals = [loader.originals.pop(int(idx[j]), None) for j in ok]
@@ -272,6 +272,7 @@ def _process_batch(
             plan.layer,
             outputs,
         )
+        row["orientation"] = int(tags[j])
         jobs.append(_Job(rels[j], outputs, size, original, np.ascontiguousarray(e.raw[0][r]), row))
     return rows, jobs
 

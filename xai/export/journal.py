@@ -41,6 +41,7 @@ _ROW_KEYS = (
     "params",
     "layer",
     "outputs",
+    "orientation",  # the file's EXIF orientation tag (1 = upright; applied unless "stored")
 )
 
 

@@ -31,6 +31,7 @@ class _Loader:
         preprocess: Preprocess,
         keep_originals: bool,
         max_pixels: int | None,
+        orientation: str = "exif",
     ) -> None:
         self.paths: Sequence[str] = ()
         self.size = size
@@ -39,6 +40,7 @@ class _Loader:
         self.preprocess = preprocess
         self.keep_originals = keep_originals
         self.max_pixels = max_pixels
+        self.orientation = orientation
         self.shape = (channels, *size) if channels_first else (*size, channels)
         # Originals for the overlays, keyed by position; the consumer pops them batch by batch,
         # so at most the images in flight are held.
@@ -60,18 +62,24 @@ class _Loader:
         y = y[0]
         return np.ascontiguousarray(y.transpose(2, 0, 1) if self.channels_first else y)
 
-    def __call__(self, index: np.ndarray) -> tuple[np.ndarray, np.int32, np.int32, np.bool_, bytes]:
+    def __call__(
+        self, index: np.ndarray
+    ) -> tuple[np.ndarray, np.int32, np.int32, np.int32, np.bool_, bytes]:
         i = int(index)
         try:
-            image = io.read_image(self.paths[i], max_pixels=self.max_pixels)
+            image, tag = io.read_image_oriented(
+                self.paths[i], max_pixels=self.max_pixels, orientation=self.orientation
+            )
             x = self.model_input(image)
             if self.keep_originals:
                 self.originals[i] = image
-            return x, np.int32(image.shape[0]), np.int32(image.shape[1]), np.bool_(True), b""
+            h, w = image.shape[:2]
+            return x, np.int32(h), np.int32(w), np.int32(tag), np.bool_(True), b""
         except Exception as exc:  # every failure becomes a manifest row, never a crash
             message = str(exc) if isinstance(exc, XaiError) else f"{type(exc).__name__}: {exc}"
             return (
                 np.zeros(self.shape, np.float32),
+                np.int32(0),
                 np.int32(0),
                 np.int32(0),
                 np.bool_(False),
@@ -81,19 +89,22 @@ class _Loader:
     def dataset(
         self, paths: Sequence[str], indices: Sequence[int], batch_size: int, prefetch: int
     ) -> Any:
-        """Batches ``(index, model input, height, width, ok, error)`` of ``paths[indices]``."""
+        """Batches ``(index, model input, height, width, EXIF orientation, ok, error)``."""
         import tensorflow as tf
 
         self.paths = paths
 
         def load(i: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            x, h, w, ok, err = tf.numpy_function(
-                self, [i], [tf.float32, tf.int32, tf.int32, tf.bool, tf.string], stateful=True
+            x, h, w, tag, ok, err = tf.numpy_function(
+                self,
+                [i],
+                [tf.float32, tf.int32, tf.int32, tf.int32, tf.bool, tf.string],
+                stateful=True,
             )
             x.set_shape(self.shape)
-            for t in (h, w, ok, err):
+            for t in (h, w, tag, ok, err):
                 t.set_shape(())
-            return i, x, h, w, ok, err
+            return i, x, h, w, tag, ok, err
 
         ds = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
         ds = ds.map(load, num_parallel_calls=_loader_threads(), deterministic=True)

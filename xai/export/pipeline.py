@@ -100,6 +100,7 @@ def export(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     max_pixels: int | None = None,
+    orientation: str = "exif",
     jit_compile: Any = "auto",
     strategy: Any = None,
     workers: int = 4,
@@ -144,6 +145,9 @@ def export(
         seed: seed of stochastic methods (recorded; the same seed gives the same files).
         params: the method's own parameters, e.g. ``{"num_samples": 25}``.
         max_pixels: largest image (height x width) read; default ``xai.io.MAX_PIXELS``.
+        orientation: ``"exif"`` (default) explains and draws every image upright, as viewers show
+            it (its EXIF orientation applied); ``"stored"`` keeps the stored pixels. The file's
+            EXIF orientation tag is recorded in each manifest row.
         jit_compile: ``"auto"``, True or False (see :class:`~xai.explainer.Explainer`).
         strategy: a ``tf.distribute.MirroredStrategy`` to spread batches over several GPUs.
         workers: threads that colour, encode and write the outputs.
@@ -160,6 +164,8 @@ def export(
     started = time.perf_counter()
     m = methods_mod.get(method)
     fmt = _parse_formats(formats)
+    if orientation not in io.ORIENTATIONS:
+        raise bad_value("orientation", "'exif' or 'stored'", orientation)
     batch_size = _validation.positive_int("batch_size", batch_size)
     workers = _validation.positive_int("workers", workers)
     seed = _validation.seed(seed)
@@ -204,6 +210,8 @@ def export(
             "png_compression": None if png_compression is None else int(png_compression),
             "class_names": list(names) if names else None,
             "max_pixels": max_pixels,
+            # None for the stored pixels, what exports made before this setting did (they resume)
+            "orientation": None if orientation == "stored" else orientation,
         }
     )
 
@@ -232,7 +240,9 @@ def export(
             settings=settings,
             taken_dirs=output_dirs([e.rel for e in entries if e.status is None]),
         )
-        loader = _Loader(size, channels, channels_first, pre, "overlay" in fmt, max_pixels)
+        loader = _Loader(
+            size, channels, channels_first, pre, "overlay" in fmt, max_pixels, orientation
+        )
         writer = _Writer(
             out,
             e0.display,
