@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import struct
+import warnings
 from collections.abc import Iterator, Mapping
 from io import BytesIO as _BytesIO
 from pathlib import Path
@@ -50,10 +52,10 @@ __all__ = [
 MAX_PIXELS: int = 100_000_000
 """Largest image (height * width) that :func:`read_image` accepts by default.
 
-A guard against decompression bombs and accidental huge reads. For PNG, JPEG and BMP files the
-size is read from the file header before decoding; for other formats it is checked after decoding
-(OpenCV's own limit, ``CV_IO_MAX_IMAGE_PIXELS``, 2**30 by default, applies before that). Pass
-``max_pixels=`` to :func:`read_image` to change it for one call.
+A guard against decompression bombs and accidental huge reads: every file is sized from its header
+before it is decoded (a file whose header cannot be read is not decoded at all), so a small file
+that claims a huge picture never allocates it. Pass ``max_pixels=`` to :func:`read_image` to change
+it for one call.
 """
 
 PathLike = str | os.PathLike
@@ -69,6 +71,71 @@ def _as_path(path: Any, param: str = "path") -> Path:
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from the file's header, read without decoding; None if unknown.
+
+    PNG, JPEG and BMP are parsed here; Radiance HDR and OpenEXR too; every other format Pillow
+    knows (TIFF, WebP, GIF, PNM/PFM, Sun raster, JPEG 2000, AVIF, ...) is sized by Pillow, which
+    reads only the header.
+    """
+    size = _own_header_size(data)
+    if size is None:
+        size = _radiance_size(data) or _exr_size(data) or _pillow_size(data)
+    return size
+
+
+def _pillow_size(data: bytes) -> tuple[int, int] | None:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(_BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError as error:  # Pillow's own guard: far too large
+            found = re.search(r"\((\d+) pixels\)", str(error))
+            return (int(found.group(1)) if found else 2**40), 1
+        except Exception:  # noqa: BLE001 - not a format Pillow can size
+            return None
+    return int(height), int(width)
+
+
+def _radiance_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance HDR (``.hdr``, ``.pic``): header lines, a blank line, then ``-Y H +X W``."""
+    if not data.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return None
+    head = data[:4096]
+    end = head.find(b"\n\n")
+    if end < 0:
+        return None
+    line = head[end + 2 :].split(b"\n", 1)[0].decode("ascii", "replace").split()
+    if len(line) == 4 and line[0][1:] == "Y" and line[2][1:] == "X":
+        with contextlib.suppress(ValueError):
+            return int(line[1]), int(line[3])
+    return None
+
+
+def _exr_size(data: bytes) -> tuple[int, int] | None:
+    """OpenEXR: the ``dataWindow`` attribute (box2i) of the header."""
+    if data[:4] != b"\x76\x2f\x31\x01":
+        return None
+    pos = 8
+    while pos < min(len(data), 65536):
+        name_end = data.find(b"\0", pos)
+        if name_end <= pos:
+            return None
+        type_end = data.find(b"\0", name_end + 1)
+        if type_end < 0 or type_end + 5 > len(data):
+            return None
+        (length,) = struct.unpack("<i", data[type_end + 1 : type_end + 5])
+        value = data[type_end + 5 : type_end + 5 + length]
+        if data[pos:name_end] == b"dataWindow" and len(value) == 16:
+            x0, y0, x1, y1 = struct.unpack("<iiii", value)
+            return y1 - y0 + 1, x1 - x0 + 1
+        pos = type_end + 5 + length
+    return None
+
+
+def _own_header_size(data: bytes) -> tuple[int, int] | None:
     """``(height, width)`` from a PNG, JPEG or BMP header, or None if unknown/unparseable."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
         width, height = struct.unpack(">II", data[16:24])
@@ -130,7 +197,7 @@ def read_image(
     Args:
         path: Path of the image file.
         max_pixels: Largest accepted ``height * width``; None means :data:`MAX_PIXELS`. Checked
-            from the header before decoding for PNG, JPEG and BMP, after decoding otherwise.
+            from the header, before decoding.
         orientation: ``"exif"`` (default) to apply the file's EXIF orientation, ``"stored"`` to
             keep the pixels as stored (like ``tf.io.decode_image``).
 
@@ -206,8 +273,13 @@ def read_image_oriented(
     if not data:
         raise _unreadable(target, "The file is empty (zero bytes).")
     size = _header_size(data)
-    if size is not None:
-        _check_pixels(target, *size, int(limit))
+    if size is None:  # never decode what cannot be sized first (a decompression-bomb guard)
+        raise _unreadable(
+            target,
+            "xai could not decode it: its size could not be read from its header (not an image "
+            "in a supported format, or a corrupt header), and images are never decoded unsized.",
+        )
+    _check_pixels(target, *size, int(limit))
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
