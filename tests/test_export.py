@@ -1087,3 +1087,104 @@ def test_exif_orientation_is_applied_and_recorded(tmp_path, model_path):
         row = by_path(out)["phone.jpg"]
         assert row["orientation"] == 6 and (row["height"], row["width"]) == shape
         assert io.read_image(out / row["outputs"]["overlay"]).shape[:2] == shape
+
+
+# ----------------------------------------------------------------- the output folder fails
+def _enospc(path):
+    return OSError(28, "No space left on device", str(path))
+
+
+def _assert_complete_manifest(out: Path) -> list[dict]:
+    text = (
+        (out / "manifest.jsonl").read_text(encoding="utf-8")
+        if (out / "manifest.jsonl").exists()
+        else ""
+    )
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]  # every line parses
+
+
+def test_a_disk_full_during_the_image_writes_exits_3_and_resumes(tmp_path, model_path, monkeypatch):
+    writer_mod = importlib.import_module("xai.export.writer")
+    src = make_folder(tmp_path / "in", 11)
+    out = tmp_path / "out"
+    real, count = writer_mod._write_file, [0]
+
+    def full_after_some(target, data):
+        count[0] += 1
+        if count[0] > 10:  # the disk fills up in the middle of the run
+            raise _enospc(target)
+        return real(target, data)
+
+    monkeypatch.setattr(writer_mod, "_write_file", full_after_some)
+    code, stdout, stderr = run_cli("export", model_path, src, out, "--batch-size", "4", "-q")
+    assert code == 3, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(out) in lines[0]
+    assert "Traceback" not in stderr
+    rows = _assert_complete_manifest(out)
+    assert all(r["status"] == "ok" for r in rows)  # nothing recorded as a per-image failure
+    monkeypatch.setattr(writer_mod, "_write_file", real)
+    assert run_cli("export", model_path, src, out, "--batch-size", "4", "-q")[0] == 0
+    ref = tmp_path / "ref"
+    assert run_cli("export", model_path, src, ref, "--batch-size", "4", "-q")[0] == 0
+    assert output_files(out) == output_files(ref)
+
+
+def test_a_disk_full_while_the_manifest_is_appended_leaves_only_whole_lines(
+    tmp_path, model_path, monkeypatch
+):
+    journal = importlib.import_module("xai.export.journal")
+    src = make_folder(tmp_path / "in", 9)
+    out = tmp_path / "out"
+    real, calls = journal._os_write, [0]
+
+    def half_then_full(fd, data):
+        calls[0] += 1
+        if calls[0] == 2:  # the second append: half of it reaches the disk, then it is full
+            real(fd, bytes(data[: len(data) // 2]))
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(journal, "_os_write", half_then_full)
+    code, _, stderr = run_cli("export", model_path, src, out, "--batch-size", "4", "-q")
+    assert code == 3 and "No space left on device" in stderr and "manifest.jsonl" in stderr
+    _assert_complete_manifest(out)
+    monkeypatch.setattr(journal, "_os_write", real)
+    assert run_cli("export", model_path, src, out, "--batch-size", "4", "-q")[0] == 0
+    ref = tmp_path / "ref"
+    assert run_cli("export", model_path, src, ref, "--batch-size", "4", "-q")[0] == 0
+    assert output_files(out) == output_files(ref)
+
+
+@pytest.mark.parametrize("fault", ["full_before_start", "read_only", "under_a_file"])
+def test_output_folder_faults_exit_3_with_one_line(tmp_path, model_path, monkeypatch, fault):
+    src = make_folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    if fault == "under_a_file":
+        (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+        out = tmp_path / "file.txt" / "out"
+    elif fault == "full_before_start":
+        real = io.atomic_write_text
+
+        def full(path, text):
+            raise _enospc(path)
+
+        monkeypatch.setattr(io, "atomic_write_text", full)
+    else:
+        real_mkdir = Path.mkdir
+
+        def read_only(self, *args, **kwargs):
+            if self == out:
+                raise OSError(30, "Read-only file system", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
+    code, _, stderr = run_cli("export", model_path, src, out, "-q")
+    assert code == 3, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("xai export: error: Cannot write")
+    assert "Traceback" not in stderr
+    if fault == "full_before_start":
+        monkeypatch.setattr(io, "atomic_write_text", real)
+        assert run_cli("export", model_path, src, out, "-q")[0] == 0  # the same command resumes

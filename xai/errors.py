@@ -25,6 +25,29 @@ class XaiTypeError(XaiError, TypeError):
     """An object the user passed has the wrong type."""
 
 
+class OutputStorageError(XaiError):
+    """The output folder cannot be written (disk full, read-only, not a folder, ...).
+
+    The command line exits with status 3 for it (1 is "some inputs failed", 2 a usage error).
+    Nothing is left half-written: rerunning the same command once the cause is fixed resumes.
+    """
+
+    @classmethod
+    def from_os_error(cls, error: OSError, where: Any) -> OutputStorageError:
+        path = error.filename if error.filename else where
+        reason = error.strerror or str(error)
+        code = f"[Errno {error.errno}] " if error.errno else ""
+        return cls(
+            f"Cannot write to the output folder at {str(path)!r}: {code}{reason}. Fix that "
+            "(free space, a writable folder, a folder path) and rerun the same command: it "
+            "resumes where it stopped."
+        )
+
+
+#: errno values that mean the output storage itself is failing, not one file.
+STORAGE_ERRNOS = frozenset({28, 30, 122, 5, 20})  # ENOSPC, EROFS, EDQUOT, EIO, ENOTDIR
+
+
 class ModelStructureError(XaiValueError):
     """The model cannot be taken apart as asked (no graph, no such layer, no spatial layer...)."""
 

@@ -3,7 +3,8 @@
 Each command module has ``add_parser(subparsers)`` and ``run(args) -> exit code``; the shared
 argument grammars, the usage error and model loading are in :mod:`xai.cli.common`. The library
 never imports this package. Exit codes: 0 success, 1 the work ran but some inputs failed, 2 a
-usage error (bad arguments, an unreadable model).
+usage error (bad arguments, an unreadable model), 3 the output folder cannot be written (disk
+full, read-only, not a folder; rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -73,10 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
-    from ..errors import XaiError
+    from ..errors import OutputStorageError, XaiError
 
     try:
         return COMMANDS[args.command](args)
+    except OutputStorageError as exc:  # the output folder cannot be written: resumable
+        print(f"xai {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     except (UsageError, XaiError) as exc:
         print(f"xai {args.command}: error: {exc}", file=sys.stderr)
         return 2

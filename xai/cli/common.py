@@ -8,7 +8,8 @@ One grammar for each kind of argument, for every command:
   (``10``, ``0.2``, ``[4, 4]``, ``true``) and as text otherwise.
 
 Exit codes: 0 success, 1 the work ran but some inputs failed (or, for ``xai audit``, a flag was
-raised), 2 a usage error (bad arguments, an unreadable model).
+raised), 2 a usage error (bad arguments, an unreadable model), 3 the output folder cannot be
+written (disk full, read-only, not a folder): fix it and rerun the same command to resume.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 EXIT_CODES = (
     "exit status: 0 success, 1 some inputs failed (see the output), 2 usage error "
-    "(bad arguments, unreadable model)"
+    "(bad arguments, unreadable model), 3 the output folder cannot be written (rerun to resume)"
 )
 
 

@@ -21,7 +21,8 @@ EXAMPLE = """examples:
   xai export model.keras photos/ out/ --targets labels.csv   # CSV columns: path,target
 
 Rerun the same command to resume an interrupted export (done images are skipped).
-Exit status: 0 all images explained, 1 some failed (see manifest.jsonl), 2 usage error.
+Exit status: 0 all images explained, 1 some failed (see manifest.jsonl), 2 usage error,
+3 the output folder cannot be written (disk full, read-only, ...): fix it and rerun to resume.
 """
 
 

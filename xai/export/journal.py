@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import io
-from ..errors import XaiValueError, bad_value
+from ..errors import OutputStorageError, XaiValueError, bad_value
 
 CONFIG_NAME = ".xai-export.json"
 MANIFEST_NAME = "manifest.jsonl"
@@ -62,19 +62,35 @@ def _empty_row(rel: str, status: str, reason: str | None) -> dict[str, Any]:
     return row
 
 
+def _os_write(fd: int, data: bytes | memoryview) -> int:
+    return os.write(fd, data)
+
+
 class _Manifest:
-    """Append-only JSONL; each :meth:`append` is flushed and fsynced."""
+    """Append-only JSONL; each :meth:`append` is written whole and fsynced, or not at all.
+
+    Unbuffered: when a write fails (a full disk), the file is cut back to where the append
+    started, so every line in it is complete, and :class:`OutputStorageError` is raised.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        self._file.write(b"".join(_dump_row(r) for r in rows))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = memoryview(b"".join(_dump_row(r) for r in rows))
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[_os_write(fd, data) :]
+            os.fsync(fd)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise OutputStorageError.from_os_error(error, self.path) from error
 
     def close(self) -> None:
         self._file.close()

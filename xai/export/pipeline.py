@@ -16,7 +16,7 @@ from .. import _validation, io, models_io, viz
 from .. import methods as methods_mod
 from .. import targets as targets_mod
 from .._version import __version__
-from ..errors import XaiValueError, bad_value
+from ..errors import OutputStorageError, XaiValueError, bad_value
 from ..preprocessing import Preprocess, get_preprocess
 from .batches import _Plan, _run
 from .journal import (
@@ -215,42 +215,45 @@ def export(
         }
     )
 
-    _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
-    out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
-        done = _open_output(out, settings, overwrite, model_path, batch_size)
-        out_stat = os.stat(out)
-        entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
-        plan = _Plan(
-            explainer=explainer,
-            method=m,
-            out=out,
-            formats=fmt,
-            batch_size=batch_size,
-            seed=seed,
-            params=run_params,
-            fixed_target=fixed_target,
-            target_map=target_map,
-            names=names,
-            row_params=resolved_params,
-            layer=layer_paths,
-            strategy=strategy,
-            workers=workers,
-            progress=progress,
-            settings=settings,
-            taken_dirs=output_dirs([e.rel for e in entries if e.status is None]),
-        )
-        loader = _Loader(
-            size, channels, channels_first, pre, "overlay" in fmt, max_pixels, orientation
-        )
-        writer = _Writer(
-            out,
-            e0.display,
-            e0.inputs_info[0].channel_axis,
-            bool(e0.fused and e0.fused[0]),
-            style,
-        )
-        return _run(plan, loader, writer, entries, done, started)
+    try:
+        _check_output_dir(out, settings, overwrite, dry_run=True)  # refuse before creating anything
+        out.mkdir(parents=True, exist_ok=True)
+        with _locked(out):
+            done = _open_output(out, settings, overwrite, model_path, batch_size)
+            out_stat = os.stat(out)
+            entries = _walk(src, {(out_stat.st_dev, out_stat.st_ino)})
+            plan = _Plan(
+                explainer=explainer,
+                method=m,
+                out=out,
+                formats=fmt,
+                batch_size=batch_size,
+                seed=seed,
+                params=run_params,
+                fixed_target=fixed_target,
+                target_map=target_map,
+                names=names,
+                row_params=resolved_params,
+                layer=layer_paths,
+                strategy=strategy,
+                workers=workers,
+                progress=progress,
+                settings=settings,
+                taken_dirs=output_dirs([e.rel for e in entries if e.status is None]),
+            )
+            loader = _Loader(
+                size, channels, channels_first, pre, "overlay" in fmt, max_pixels, orientation
+            )
+            writer = _Writer(
+                out,
+                e0.display,
+                e0.inputs_info[0].channel_axis,
+                bool(e0.fused and e0.fused[0]),
+                style,
+            )
+            return _run(plan, loader, writer, entries, done, started)
+    except OSError as error:  # the output folder itself: full, read-only, not a folder, ...
+        raise OutputStorageError.from_os_error(error, out) from error
 
 
 # ------------------------------------------------------------------------ the stages of export()

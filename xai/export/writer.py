@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import io, postprocess, viz
-from ..errors import XaiError
+from ..errors import STORAGE_ERRNOS, OutputStorageError, XaiError
 from ..explanation import heatmaps_at
 from .journal import _empty_row, _Manifest
 from .naming import _Containment
@@ -143,6 +143,10 @@ class _Writer:
                 else:
                     data = _npy_bytes(job.raw)
                 _write_file(target, data)
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:  # every later write would fail too: stop the export
+                raise OutputStorageError.from_os_error(exc, self.root) from exc
+            return _failed_row(job, exc)
         except Exception as exc:
             return _failed_row(job, exc)
         return job.row
