@@ -430,3 +430,45 @@ def test_confusion_counts_are_white_on_dark_cells():
     fig: Figure = captured["fig"]
     colours = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
     assert colours["9"] == "white" and colours["8"] == "white" and colours["0"] == "black"
+
+
+# ------------------------------------------------------- the deletion flag is a paired test
+def _deletion_flag(method_aucs, random_aucs):
+    from xai.audit.flags import deletion_flags
+
+    run = type("Run", (), {"method_names": ["m"]})()
+    faith = {
+        "m": {"deletion": {"auc_per_image": list(method_aucs)}},
+        "random": {"deletion": {"auc_per_image": list(random_aucs)}},
+    }
+    return deletion_flags(run, faith)[0]
+
+
+def test_deletion_flag_is_raised_for_uninformative_maps_only():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, 32)
+    uninformative = _deletion_flag(base + rng.normal(0, 0.01, 32), base)
+    better = _deletion_flag(base - 0.1 + rng.normal(0, 0.05, 32), base)
+    noisy = _deletion_flag(base + rng.normal(0, 0.1, 32), base)  # cannot tell: not raised
+    assert uninformative.raised and "no better than random" in uninformative.message
+    assert not better.raised and "beats random" in better.message
+    assert not noisy.raised and "inconclusive" in noisy.message
+    assert "paired" in uninformative.rule and "-0.03" in uninformative.rule
+
+
+def test_deletion_flag_needs_a_minimum_sample_and_ignores_order():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.6, 32)
+    method = base + rng.normal(0, 0.01, 32)
+    order = rng.permutation(32)
+    a, b = _deletion_flag(method, base), _deletion_flag(method[order], base[order])
+    assert (a.raised, a.value) == (b.raised, pytest.approx(b.value, abs=1e-12))
+    few = _deletion_flag(method[:5], base[:5])
+    assert not few.raised and "not tested" in few.message
+
+
+def test_student_t_quantiles():
+    from xai.audit.flags import _t_quantile
+
+    for p, dof, expected in [(0.95, 31, 1.6955), (0.95, 9, 1.8331), (0.975, 5, 2.5706)]:
+        assert _t_quantile(p, dof) == pytest.approx(expected, abs=3e-3)

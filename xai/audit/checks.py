@@ -230,6 +230,7 @@ def check_faithfulness(
                 "auc": float(a.mean()),
                 "auc_std": float(a.std()),
                 "curve": c.mean(axis=0).tolist(),
+                "auc_per_image": [float(v) for v in a],  # paired with the random row's
             }
         faith[name] = res
         bar.update()
