@@ -54,6 +54,28 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert (out / name).exists()
     text = capsys.readouterr().out
     assert "pointing game" in text and "grid.png" in text
+    # One definition with the audit: within one feature-map cell, exact pixel named beside it.
+    cell = manifest["pointing_game_tolerance_px"]
+    assert cell == 8 and f"within {cell} px = one feature-map cell" in text and "exact pixel" in text
+    audit = json.loads((out / "audit" / "report.json").read_text())
+    assert audit["localisation"] is None or audit["localisation"]["tolerance_px"] == cell
+
+
+def test_the_default_output_folders_are_git_ignored():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for folder in ("xai-demo/manifest.json", "xai-output/x.png", "xai-audit/report.html"):
+        check = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", folder])
+        assert check.returncode == 0, folder
+
+
+def test_no_module_cites_notes_outside_the_repository():
+    root = Path(__file__).resolve().parents[1]
+    cited = [p for p in (root / "xai").rglob("*.py") if "keras3-facts" in p.read_text("utf-8")]
+    assert cited == []
 
 
 def test_demo_bad_images_folder(tmp_path, capsys):
