@@ -331,24 +331,26 @@ def test_shortcut_model_raises_the_alarm_and_its_gallery_shows_the_marker(shortc
 def test_cli_audit_on_an_image_folder(tmp_path, capsys):
     data = datasets.make_shapes(16, seed=0, variant="shortcut", split="test")
     datasets.save_image_folder(data, tmp_path / "ds")
-    code = cli.main(
-        [
+
+    def argv(out: str, sanity: str) -> list[str]:
+        return [
             "audit",
             str(demo.shipped_model_path("shortcut_cnn.keras")),
             str(tmp_path / "ds" / "images"),
             "--masks",
             str(tmp_path / "ds" / "masks"),
             "--out",
-            str(tmp_path / "out"),
+            str(tmp_path / out),
             "--methods",
             "gradcam",
             "--sanity-images",
-            "8",
+            sanity,
             "--steps",
             "4",
             "--no-progress",
         ]
-    )
+
+    code = cli.main(argv("out", "8"))
     assert code == 0
     out = capsys.readouterr().out
     assert "[FLAG] gradcam: attention falls outside the object" in out
@@ -358,26 +360,11 @@ def test_cli_audit_on_an_image_folder(tmp_path, capsys):
     assert saved["gallery"][0]["name"].endswith(".png")
     assert cli.main(["audit", "m.keras", str(tmp_path), "--methods", "gradcamm"]) == 2
     # As a gate: a raised flag named by --fail-on exits 1 (the report is written all the same).
-    argv = [
-        "audit",
-        str(demo.shipped_model_path("shortcut_cnn.keras")),
-        str(tmp_path / "ds" / "images"),
-        "--masks",
-        str(tmp_path / "ds" / "masks"),
-        "--out",
-        str(tmp_path / "gate"),
-        "--methods",
-        "gradcam",
-        "--sanity-images",
-        "4",
-        "--steps",
-        "4",
-        "--no-progress",
-    ]
-    assert cli.main([*argv, "--fail-on", "shortcut"]) == 1
+    gate = argv("gate", "4")
+    assert cli.main([*gate, "--fail-on", "shortcut"]) == 1
     assert "failing (--fail-on): shortcut raised" in capsys.readouterr().err
     assert (tmp_path / "gate" / "report.html").exists()
-    assert cli.main([*argv, "--fail-on", "shortcutt"]) == 2
+    assert cli.main([*gate, "--fail-on", "shortcutt"]) == 2
     assert "Did you mean 'shortcut'" in capsys.readouterr().err
 
 

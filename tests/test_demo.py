@@ -56,7 +56,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "pointing game" in text and "grid.png" in text
     # One definition with the audit: within one feature-map cell, exact pixel named beside it.
     cell = manifest["pointing_game_tolerance_px"]
-    assert cell == 8 and f"within {cell} px = one feature-map cell" in text and "exact pixel" in text
+    assert (
+        cell == 8 and f"within {cell} px = one feature-map cell" in text and "exact pixel" in text
+    )
     audit = json.loads((out / "audit" / "report.json").read_text())
     assert audit["localisation"] is None or audit["localisation"]["tolerance_px"] == cell
 
