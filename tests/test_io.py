@@ -422,3 +422,19 @@ def test_errors(tmp_path, call, error, match):
     with pytest.raises(error, match=match):
         call(tmp_path)
     assert not [n for n in files_in(tmp_path) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_exif_orientation_is_found_in_every_format_that_carries_it(fmt):
+    from PIL import Image
+
+    from xai.io import exif_orientation
+
+    image = Image.fromarray(np.zeros((6, 10, 3), np.uint8) + 40)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    tagged, plain = io.BytesIO(), io.BytesIO()
+    image.save(tagged, format=fmt, exif=exif)
+    image.save(plain, format=fmt)
+    assert exif_orientation(tagged.getvalue()) == 6
+    assert exif_orientation(plain.getvalue()) == 1

@@ -219,8 +219,13 @@ ORIENTATIONS = ("exif", "stored")
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation tag (1-8; 1 = upright) of encoded image bytes, 1 when there is none.
 
-    Read with Pillow from the header only (no decoding).
+    Read with Pillow from the header only (no decoding), and only where an EXIF block can be: a
+    TIFF, a JPEG ``Exif`` segment or a PNG ``eXIf`` chunk near the start (or a PNG's end), a WebP
+    whose ``VP8X`` header flags EXIF, an AVIF/HEIF ``Exif`` item. Looking everywhere would cost as
+    much as decoding (Pillow finds a PNG's EXIF by walking all of its chunks).
     """
+    if not _may_hold_exif(data):
+        return 1
     from PIL import Image
 
     try:
@@ -229,6 +234,40 @@ def exif_orientation(data: bytes) -> int:
     except Exception:  # noqa: BLE001 - not an image Pillow knows, or no EXIF: as stored
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _may_hold_exif(data: bytes) -> bool:
+    if data.startswith((b"II*\0", b"MM\0*")):  # TIFF: the orientation is a tag of its IFD
+        return True
+    if data.startswith(b"\xff\xd8"):  # JPEG: an APP1 "Exif" segment before the image data
+        pos = 2
+        while pos + 4 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker in (0xD9, 0xDA):  # end of image / start of scan
+                return False
+            if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+                pos += 1 if marker == 0xFF else 2
+                continue
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\0\0":
+                return True
+            pos += 2 + length
+        return False
+    if data.startswith(b"\x89PNG"):  # walk the chunk headers (a few dozen), not the data
+        pos = 8
+        while pos + 8 <= len(data):
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                return False
+            pos += 12 + length
+        return False
+    if data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X":  # extended WebP: flag bit 3 = EXIF
+        return len(data) > 20 and bool(data[20] & 0x08)
+    if data[4:8] == b"ftyp":  # AVIF / HEIF: an Exif item in the meta box
+        return b"Exif" in data[:131072]
+    return False
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
