@@ -14,6 +14,7 @@ import tensorflow as tf
 import xai
 from xai import testing
 from xai.errors import ModelStructureError
+from xai.explainer import _ENGINES
 
 _assert_unchanged = testing.assert_model_unchanged
 
@@ -296,7 +297,7 @@ def test_repeated_explain_reuses_compiled_steps_and_adds_no_nodes(x16):
     model = testing.residual_ops_cnn(seed=4)
     first = xai.explain(model, x16, "gradcam")
     xai.explain(model, x16, "saliency")
-    engine = xai.explain.__globals__["_ENGINES"][model][(None, None, False)][True]
+    engine = _ENGINES[model][(None, None, False)][True]
     traces, nodes = engine.trace_count, _inbound_nodes(model)
     for _ in range(100):
         e = xai.explain(model, x16, "gradcam")
@@ -320,7 +321,7 @@ def test_cache_sees_training_between_calls(x16):
 def test_cache_holds_the_model_weakly_and_can_be_cleared(x16):
     model = testing.residual_ops_cnn(seed=6)
     xai.explain(model, x16, "gradcam")
-    cache = xai.explain.__globals__["_ENGINES"]
+    cache = _ENGINES
     assert model in cache
     xai.clear_cache(model)
     assert model not in cache

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from .errors import ModelStructureError
-from .graph import is_nested_model as _is_nested_model
+from .graph import is_nested_model
 
 _PROBABILITY_HEADS = ("softmax", "sigmoid", "log_softmax")
 
@@ -36,7 +36,7 @@ def head_activation(model: keras.Model, output_index: int = 0) -> str:
     Descends into a nested model when the output is produced by one.
     """
     layer = _producer(model, output_index)
-    if _is_nested_model(layer):
+    if is_nested_model(layer):
         return head_activation(layer, 0)
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"

@@ -42,7 +42,7 @@ def check_graph_model(model: Any) -> keras.Model:
                 "model.build((None, *input_shape)), or call it once on a batch."
             ) from exc
         return model
-    if not _is_functional(model):
+    if not is_functional(model):
         raise ModelStructureError(
             f"`model` is a subclassed keras.Model ({type(model).__name__}) with a custom call(): "
             "it "
@@ -54,10 +54,6 @@ def check_graph_model(model: Any) -> keras.Model:
             "wrapper = keras.Model(inputs, model(inputs))."
         )
     return model
-
-
-_is_functional = is_functional
-_is_nested_model = is_nested_model
 
 
 def layer_paths(

@@ -30,7 +30,6 @@ from .errors import ModelStructureError, bad_type, bad_value
 from .graph import (
     ModelGraph,
     graph_prefix,
-    is_functional,
     is_nested_model,
     trace_call,
 )
@@ -57,8 +56,6 @@ from .layer_choice import auto_layer
 log = logging.getLogger(__name__)
 
 SEP = "/"
-_is_functional = is_functional
-_is_nested_model = is_nested_model
 
 __all__ = [
     "PreActivation",
@@ -132,7 +129,7 @@ def _rebuild(
     captured: dict[str, Any] = {}
     head = _producer(model, output_index) if output_index is not None else None
     head_act = head_activation(model, output_index) if output_index is not None else "linear"
-    strip_head = head is not None and (head_act in _PROBABILITY_HEADS or _is_nested_model(head))
+    strip_head = head is not None and (head_act in _PROBABILITY_HEADS or is_nested_model(head))
     head_done = False
 
     def call_fn(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
@@ -140,7 +137,7 @@ def _rebuild(
         is_head = strip_head and layer is head and not head_done
         inner_wanted = [p.split(SEP, 1)[1] for p in wanted if p.startswith(layer.name + SEP)]
         inner_expand = [p.split(SEP, 1)[1] for p in expand if p.startswith(layer.name + SEP)]
-        nested = _is_nested_model(layer)
+        nested = is_nested_model(layer)
         if (nested and (inner_wanted or inner_expand or is_head or hook is not None)) or (
             not nested and not is_head and (inner_wanted or inner_expand)
         ):
@@ -289,7 +286,9 @@ class Tap:
         """
         model = check_graph_model(model)
         out_index = resolve_output(model, output)
-        graph = ModelGraph(model)
+        # The flattened graph serves the automatic layer and the tapped layers' input owners;
+        # a logits-only tap (input-space methods, logits_model) needs neither.
+        graph = ModelGraph(model) if layers is not None else None
         paths = resolve_layers(model, layers, output=out_index, graph=graph)
         keras_model, n_out = _rebuild(model, paths, out_index, hook=hook)
         # Keep only the chosen output's logits before the activations.
@@ -305,7 +304,7 @@ class Tap:
         for p, t in zip(paths, outs[1:]):
             axes.append(channel_axis(get_layer(model, p), len(t.shape), fmt))
             # A sub-layer depends on what the graph node that calls it depends on.
-            node = graph.find(graph_prefix(model, p))
+            node = graph.find(graph_prefix(model, p)) if graph is not None else None
             deps = node.inputs if node is not None else frozenset()
             owners.append(
                 next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None)
