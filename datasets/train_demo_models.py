@@ -38,18 +38,28 @@ import tensorflow as tf  # noqa: E402
 
 from xai.datasets import CLASS_NAMES, make_shapes  # noqa: E402
 from xai.testing import shapes_cnn  # noqa: E402
+from xai.vit import shapes_vit  # noqa: E402
 
 MODELS = {
     "clean": {"file": "shapes_cnn.keras", "variant": "clean"},
     "shortcut": {"file": "shortcut_cnn.keras", "variant": "shortcut"},
+    # A small class-token Vision Transformer (xai.vit.shapes_vit) on the clean variant.
+    "vit": {"file": "shapes_vit.keras", "variant": "clean", "arch": "vit"},
 }
 # Seeds of the data: each model's training/validation data and the shared evaluation data.
 # The evaluation splits use their own derived seeds inside make_shapes (split="test"/"swapped").
 DATA_SEED = 0
+VIT_ARCHITECTURE = (
+    "ViT: 8x8 patches (Conv2D), class token, 3 pre-norm blocks of width 64 with 4 heads, "
+    "class-token head; xai.vit.shapes_vit"
+)
 
 
-def build_model(image_size: int, num_classes: int, name: str) -> keras.Model:
-    """The shipped architecture, :func:`xai.testing.shapes_cnn` (one definition for every user)."""
+def build_model(image_size: int, num_classes: int, name: str, arch: str = "cnn") -> keras.Model:
+    """The shipped architectures (one definition for every user): :func:`xai.testing.shapes_cnn`
+    and :func:`xai.vit.shapes_vit`."""
+    if arch == "vit":
+        return shapes_vit(image_size, num_classes, name=name)
     return shapes_cnn(image_size, num_classes, name=name)
 
 
@@ -91,11 +101,19 @@ def train_one(key: str, args: argparse.Namespace, evals: dict) -> tuple[keras.Mo
         split="val",
     )
     name = Path(spec["file"]).stem
-    model = build_model(args.image_size, len(CLASS_NAMES), name)
+    arch = spec.get("arch", "cnn")
+    model = build_model(args.image_size, len(CLASS_NAMES), name, arch)
     steps = args.epochs * -(-args.num_train // args.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.02)
+    if arch == "vit":  # transformers want a warm-up and decoupled weight decay
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, steps, alpha=0.02, warmup_target=args.learning_rate, warmup_steps=steps // 10
+        )
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.05)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.02)
+        optimizer = keras.optimizers.Adam(schedule)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -112,7 +130,7 @@ def train_one(key: str, args: argparse.Namespace, evals: dict) -> tuple[keras.Mo
     seconds = time.perf_counter() - start
 
     # Ship an uncompiled copy: same weights, no optimizer state (smaller, nothing to warn about).
-    shipped = build_model(args.image_size, len(CLASS_NAMES), name)
+    shipped = build_model(args.image_size, len(CLASS_NAMES), name, arch)
     shipped.set_weights(model.get_weights())
     accuracies = {k: round(accuracy(shipped, x, y), 4) for k, (x, y) in evals.items()}
     record = {
@@ -138,8 +156,11 @@ def train_one(key: str, args: argparse.Namespace, evals: dict) -> tuple[keras.Mo
             "preprocessing": "none: Rescaling(1/255) is the model's first layer",
         },
         "output": "softmax probabilities (Dense 'predictions' with activation='softmax')",
-        "last_conv_layer": "last_conv",
-        "feature_layer": "last_relu",
+        **(
+            {"architecture": VIT_ARCHITECTURE, "cam_layer": "block2_attention:input"}
+            if arch == "vit"
+            else {"last_conv_layer": "last_conv", "feature_layer": "last_relu"}
+        ),
         "num_params": int(shipped.count_params()),
         "test_accuracy": accuracies,
         "val_accuracy": round(float(history.history["val_accuracy"][-1]), 4),

@@ -32,6 +32,7 @@ _LAZY = {
     "layer_paths": "taps",
     "logits_model": "taps",
     "tap": "taps",
+    "TokenGrid": "tokens",
     "TrainingTap": "training_tap",
     "run_audit": "audit",
     "smooth": "methods",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .export.pipeline import export
     from .methods import smooth
     from .taps import Tap, auto_layer, layer_paths, logits_model, tap
+    from .tokens import TokenGrid
     from .training_tap import TrainingTap
 
 
@@ -72,6 +74,7 @@ __all__ = [
     "Explanation",
     "ModelStructureError",
     "Tap",
+    "TokenGrid",
     "TrainingTap",
     "XaiError",
     "XaiTypeError",

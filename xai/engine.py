@@ -124,6 +124,15 @@ class Engine:
             if kind == "forward":
                 logits, _ = self._call_tap(inputs)
                 return tf.cast(logits, tf.float32)
+            if kind == "values":  # activations without gradients (attention rollout)
+                logits, acts = self._call_tap(inputs)
+                score, resolved = self._score(logits, cls, target_fn)
+                return (
+                    tf.cast(logits, tf.float32),
+                    resolved,
+                    score,
+                    [tf.cast(v, tf.float32) for v in self._as_maps(acts)],
+                )
             # Watching the inputs records every op downstream of them, so gradients reach the
             # tapped activations even when the model is frozen (trainable=False): a tape that only
             # watched variables would record nothing there and return zeros.
@@ -137,6 +146,8 @@ class Engine:
             # Samples are independent in inference mode, so d(sum of scores) gives per-sample grads
             # (a vector target is differentiated as its sum)
             grads = tape.gradient(score, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            if kind == "layers":  # token activations as (B, h, w, C) maps, prefix rows dropped
+                wrt, grads = self._as_maps(wrt), self._as_maps(grads)
             # The inputs are not returned (the caller has them): no copy back for input gradients.
             values = [tf.cast(v, tf.float32) for v in wrt] if kind == "layers" else []
             return (
@@ -151,6 +162,14 @@ class Engine:
         return tf.function(
             step, input_signature=signature, jit_compile=self.jit_compile, autograph=False
         )
+
+    def _as_maps(self, tensors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """Tapped token activations ``(B, T, C)`` laid out on their patch grid (others as is)."""
+        grids = self.tap.token_grids or (None,) * len(tensors)
+        return [
+            g.to_map(t) if g is not None and t.shape.rank == 3 else t
+            for t, g in zip(tensors, grids)
+        ]
 
     def _step(self, kind: str, target_fn: Any) -> Callable[..., Any]:
         key = (kind, target_fn)
@@ -186,6 +205,23 @@ class Engine:
     def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of the chosen output, float32 ``(B, K)``."""
         return self._step("forward", None)(*self._prepare(inputs, None)).numpy()
+
+    def values(
+        self, inputs: Sequence[np.ndarray], targets: np.ndarray | Callable[[Any], Any]
+    ) -> StepResult:
+        """One compiled forward step returning the tapped activations (``gradients`` empty)."""
+        target_fn = targets if callable(targets) else None
+        cls = None if target_fn is not None else cast(np.ndarray, targets)
+        logits, resolved, score, values = self._step("values", target_fn)(
+            *self._prepare(inputs, cls)
+        )
+        return StepResult(
+            logits=logits.numpy(),
+            targets=resolved.numpy(),
+            scores=score.numpy(),
+            values=[v.numpy() for v in values],
+            gradients=[],
+        )
 
     def gradients(
         self,

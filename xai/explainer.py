@@ -17,9 +17,12 @@ from ._progress import progress_bar as tqdm
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
 from .explanation import ExplainedInput, Explanation
+from .graph import split_port
 from .inspection import InputInfo, input_layouts
+from .layer_choice import attention_ports
 from .methods.registry import Method, MethodResult
 from .taps import Tap, check_graph_model, model_data_format, resolve_layers, resolve_output
+from .tokens import TokenGrid, check_token_grid, grid_for, patch_size
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,24 @@ def check_finite(name: str, array: np.ndarray) -> None:
         raise bad_value(name, "finite (no NaN or Inf)", array, f"It holds {bad} non-finite values.")
 
 
-def _check_spatial(tap: Tap) -> None:
-    """Layer-space methods need maps: a tapped tensor must have spatial axes besides channels."""
-    for path, t in zip(tap.layers, tap.model.outputs[1:]):
+def _check_spatial(tap: Tap, token_grid: Any = None) -> None:
+    """Layer-space methods need maps: a tapped tensor must have spatial axes besides channels.
+
+    A transformer's ``(B, T, C)`` tokens of an image input count when they lay out on the patch
+    grid (:mod:`xai.tokens`); when they do not, the error says how to give the grid.
+    """
+    grids = tap.token_grids or (None,) * len(tap.layers)
+    for path, t, grid, owner in zip(tap.layers, tap.model.outputs[1:], grids, tap.layer_inputs):
+        if split_port(path)[1] == "attention":
+            raise ModelStructureError(
+                f"`layer={path!r}` reads attention probabilities, which are not a feature map "
+                "for CAM methods. Use method='attention_rollout' or 'generic_attention' for "
+                "attention, or tap the tokens (layer=None picks them)."
+            )
+        info = tap.input_layouts[owner] if owner is not None and tap.input_layouts else None
+        if grid is None and len(t.shape) == 3 and info is not None and len(info.spatial) == 2:
+            patch = patch_size(tap.source) if tap.source is not None else None
+            grid_for(path, tuple(t.shape), info.spatial, patch=patch, override=token_grid)
         if len(t.shape) < 3:
             raise ModelStructureError(
                 f"`layer` must have a spatial output (batch, *spatial, channels) for CAM methods. "
@@ -55,6 +73,8 @@ class Explainer:
         output: for multi-output models, which output to explain (index or name).
         jit_compile: ``"auto"`` (XLA on GPU, plain ``tf.function`` on CPU), True or False.
         class_names: optional names of the classes, used in captions and saved manifests.
+        token_grid: for a transformer whose tokens' patch grid cannot be inferred (see
+            :mod:`xai.tokens`): ``(rows, columns)`` or a :class:`~xai.tokens.TokenGrid`.
     """
 
     def __init__(
@@ -65,14 +85,16 @@ class Explainer:
         output: int | str | None = None,
         jit_compile: JitMode = "auto",
         class_names: Sequence[str] | None = None,
-        _engines: dict[bool, Engine] | None = None,
+        token_grid: TokenGrid | tuple[int, int] | None = None,
+        _engines: dict[bool | str, Engine] | None = None,
     ) -> None:
         self.model = check_graph_model(model)
+        self.token_grid = check_token_grid(token_grid)
         self.layer = layer
         self.output = output
         self.jit_compile = jit_compile
         self.class_names = tuple(str(c) for c in class_names) if class_names is not None else None
-        self._engines: dict[bool, Engine] = {} if _engines is None else _engines
+        self._engines: dict[bool | str, Engine] = {} if _engines is None else _engines
         resolve_output(self.model, output)  # validate now; taps are built lazily, once
         if layer is not None:  # validate early, with did-you-mean
             resolve_layers(self.model, layer)
@@ -80,15 +102,26 @@ class Explainer:
         self.layouts = input_layouts(self.model, self.data_format)  # computed once
 
     # --------------------------------------------------------------------------------- engines
-    def engine(self, with_layers: bool) -> Engine:
-        """The engine for layer-space (``True``) or input-space (``False``) methods, built once."""
+    def engine(self, with_layers: bool | str) -> Engine:
+        """The engine for layer-space (``True``), input-space (``False``) or attention
+        (``"attention"``: every attention layer's probabilities) methods, built once."""
         if with_layers not in self._engines:
-            layers = (self.layer if self.layer is not None else "auto") if with_layers else None
-            tap = Tap.build(self.model, layers, output=self.output)
+            if with_layers == "attention":
+                layers: Any = attention_ports(self.model, self.layer)
+            elif with_layers:
+                layers = self.layer if self.layer is not None else "auto"
+            else:
+                layers = None
+            tap = Tap.build(self.model, layers, output=self.output, token_grid=self.token_grid)
             if with_layers:
                 log.info("xai: explaining layer(s) %s", ", ".join(tap.layers))
             self._engines[with_layers] = Engine(tap, self.jit_compile)
         return self._engines[with_layers]
+
+    @staticmethod
+    def engine_kind(m: Method) -> bool | str:
+        """Which :meth:`engine` a method runs on."""
+        return "attention" if m.family == "attention" else m.needs_layer
 
     @property
     def num_inputs(self) -> int:
@@ -239,7 +272,7 @@ class Explainer:
                 seed = int(cast(int, np.random.SeedSequence().entropy) % (2**31 - 1))
             run_params["seed"] = int(seed)
         raw, ready = self.prepare(images, preprocess)
-        tap = self.engine(m.needs_layer).tap
+        tap = self.engine(self.engine_kind(m)).tap
         resolved = targets_mod.resolve(targets, len(ready[0]), tap.head, tap.num_logits)
         return self.run(
             m,
@@ -272,7 +305,7 @@ class Explainer:
         :meth:`prepare` returns them, ``resolved`` as :func:`xai.targets.resolve` returns it.
         """
         n = len(ready[0])
-        engine = self.engine(m.needs_layer)
+        engine = self.engine(self.engine_kind(m))
         tap = engine.tap
         if m.needs_layer and self.num_inputs > 1 and None in tap.layer_inputs:
             mixed = [p for p, o in zip(tap.layers, tap.layer_inputs) if o is None]
@@ -281,8 +314,8 @@ class Explainer:
                 "one input. Choose one layer inside each input branch, e.g. layer=['left_conv', "
                 "'right_conv'], or leave layer=None to auto-select one per input."
             )
-        if m.needs_layer:
-            _check_spatial(tap)
+        if m.needs_layer and m.family != "attention":
+            _check_spatial(tap, self.token_grid)
 
         results: list[MethodResult] = []
         batches = range(0, n, int(batch_size))
@@ -303,7 +336,12 @@ class Explainer:
         infos = tuple(self._input_info(j) for j in range(self.num_inputs))
         layer_maps: dict[str, np.ndarray] = {}
         fused = [False] * self.num_inputs
-        if m.needs_layer:
+        if m.family == "attention" and self.num_inputs > 1:
+            raise ModelStructureError(
+                f"Method {m.name!r} explains one image input; model {self.model.name!r} has "
+                f"{self.num_inputs} inputs."
+            )
+        if m.needs_layer and m.family != "attention":
             layer_maps = dict(zip(tap.layers, maps))
             per_input: list[np.ndarray] = []
             for j in range(self.num_inputs):
@@ -368,6 +406,7 @@ def explain(
     jit_compile: JitMode = "auto",
     class_names: Sequence[str] | None = None,
     progress: bool | None = None,
+    token_grid: TokenGrid | tuple[int, int] | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain what ``model`` saw in ``images``.
@@ -391,6 +430,8 @@ def explain(
         jit_compile: ``"auto"``, True or False.
         class_names: optional class names for captions.
         progress: show a tqdm bar (None: only for several batches on a terminal).
+        token_grid: for Vision Transformers whose patch grid cannot be inferred:
+            ``(rows, columns)`` or a :class:`~xai.tokens.TokenGrid` (see :mod:`xai.tokens`).
         **params: the method's own parameters (e.g. ``num_samples``, ``noise_level``).
 
     Returns:
@@ -410,7 +451,8 @@ def explain(
         output=output,
         jit_compile=jit_compile,
         class_names=class_names,
-        _engines=_cached_engines(model, layer, output, jit_compile),
+        token_grid=token_grid,
+        _engines=_cached_engines(model, layer, output, jit_compile, token_grid),
     )
     return explainer.explain(
         images,
@@ -427,17 +469,19 @@ def explain(
 
 # model -> {(layer, output, jit): engines of an Explainer}. Weak keys: a deleted model is freed
 # (taps hold their source model weakly, so the values do not keep the key alive).
-_ENGINES: weakref.WeakKeyDictionary[keras.Model, dict[tuple[Any, ...], dict[bool, Engine]]] = (
+_Engines = dict[bool | str, Engine]
+_ENGINES: weakref.WeakKeyDictionary[keras.Model, dict[tuple[Any, ...], _Engines]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def _cached_engines(
-    model: keras.Model, layer: Any, output: Any, jit_compile: JitMode
-) -> dict[bool, Engine]:
+    model: keras.Model, layer: Any, output: Any, jit_compile: JitMode, token_grid: Any = None
+) -> _Engines:
     """The engines shared by every one-shot ``explain`` call with these settings."""
     key_layer = tuple(layer) if isinstance(layer, (list, tuple)) else layer
-    key = (key_layer, output, resolve_jit(jit_compile))
+    key_grid = tuple(token_grid) if isinstance(token_grid, list) else token_grid
+    key = (key_layer, output, resolve_jit(jit_compile), key_grid)
     return _ENGINES.setdefault(model, {}).setdefault(key, {})
 
 

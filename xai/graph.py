@@ -99,10 +99,51 @@ def node_paths(
     return paths
 
 
+PORTS = ("input", "attention")
+"""What a ``"path:port"`` reads instead of the node's output: ``input``, the first tensor the
+layer is called on (e.g. the normalised tokens a ``MultiHeadAttention`` attends over); and
+``attention``, the attention probabilities ``(B, heads, T_query, T_key)`` of a
+``keras.layers.MultiHeadAttention`` (the layer is called with ``return_attention_scores=True``
+in the new graph, which also takes Keras's explicit softmax path instead of the fused one)."""
+
+
+def split_port(path: str) -> tuple[str, str | None]:
+    """``"block/mha:attention"`` -> ``("block/mha", "attention")``; no port -> ``(path, None)``."""
+    node, sep, port = path.rpartition(":")
+    if sep and port in PORTS and SEP not in port:
+        return node, port
+    return path, None
+
+
+def is_attention(layer: Any) -> bool:
+    """True for a ``keras.layers.MultiHeadAttention`` (keras-hub's attention layers subclass it)."""
+    return isinstance(layer, keras.layers.MultiHeadAttention)
+
+
 def get_node(model: keras.Model, path: str) -> Any:
-    """The layer or operation at ``path``, with a did-you-mean error naming the valid paths."""
+    """The layer or operation at ``path``, with a did-you-mean error naming the valid paths.
+
+    ``path`` may end in a port (``":input"``, ``":attention"``, see :data:`PORTS`); the layer
+    is returned and the port is checked to apply to it.
+    """
     if not isinstance(path, str) or not path:
         raise bad_type("layer", "a layer name or 'outer/inner' path (str)", path)
+    node_path, port = split_port(path)
+    if port is not None:
+        layer = get_node(model, node_path)
+        if is_nested_model(layer) or not isinstance(layer, keras.layers.Layer):
+            raise ModelStructureError(
+                f"`layer={path!r}`: the ':{port}' port reads a layer's call, but "
+                f"{node_path!r} is {'a nested model' if is_nested_model(layer) else 'an operation'}"
+                ". Name a layer inside it, or leave the port out."
+            )
+        if port == "attention" and not is_attention(layer):
+            raise ModelStructureError(
+                f"`layer={path!r}`: ':attention' reads the attention probabilities of a "
+                f"keras.layers.MultiHeadAttention, but {node_path!r} is a "
+                f"{type(layer).__name__}. xai.layer_paths(model) lists the layers."
+            )
+        return layer
     current: Any = model
     for part in path.split(SEP):
         options = graph_operations(current) if is_nested_model(current) else sublayers(current)
@@ -121,7 +162,7 @@ def get_node(model: keras.Model, path: str) -> Any:
 
 def graph_prefix(model: keras.Model, path: str) -> str:
     """The longest prefix of ``path`` that is a node of the (flattened) graph, not a sub-layer."""
-    parts = path.split(SEP)
+    parts = split_port(path)[0].split(SEP)
     current: Any = model
     for i, part in enumerate(parts):
         if not is_nested_model(current):

@@ -6,6 +6,7 @@ See :func:`auto_layer`; the dominators come from :class:`xai.graph.ModelGraph`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -14,8 +15,14 @@ from .errors import ModelStructureError
 from .graph import (
     ModelGraph,
     TensorNode,
+    get_node,
+    graph_prefix,
+    is_attention,
+    node_paths,
+    split_port,
 )
 from .inspection import channel_axis, check_graph_model, model_data_format, resolve_output
+from .tokens import infer_grid, patch_size
 
 log = logging.getLogger("xai.taps")
 
@@ -63,11 +70,26 @@ def auto_layer(
     graph = graph if graph is not None else ModelGraph(model)
     rank = len(model.inputs[input_index].shape)
     fmt = model_data_format(model)
+    image_size = _image_size(model, input_index, fmt)
+    if image_size is not None:
+        chosen_tokens = _transformer_layer(model, input_index)
+        if chosen_tokens is not None:
+            return chosen_tokens
+    patch: Any = patch_size(model) if image_size is not None else None
+
+    def is_tokens(n: TensorNode) -> bool:
+        """A ``(B, T, C)`` tensor of an image model whose tokens lay out on the patch grid."""
+        return (
+            image_size is not None
+            and len(n.shape) == 3
+            and n.shape[1] is not None
+            and infer_grid(int(n.shape[1]), image_size, patch=patch) is not None
+        )
 
     def eligible(n: TensorNode) -> bool:
         return (
             graph.unique(n.path)
-            and len(n.shape) == rank
+            and (len(n.shape) == rank or is_tokens(n))
             and n.inputs == frozenset({input_index})
             and not isinstance(n.operation, _SKIPPED_FOR_AUTO)
         )
@@ -126,6 +148,76 @@ def auto_layer(
             input_index,
         )
     return str(chosen.path)
+
+
+def _image_size(model: keras.Model, input_index: int, fmt: str) -> tuple[int, int] | None:
+    """``(H, W)`` of a 2-D image input with known size, else None."""
+    shape = tuple(model.inputs[input_index].shape[1:])
+    if len(shape) != 3:
+        return None
+    spatial = shape[1:] if fmt == "channels_first" else shape[:2]
+    if any(d is None for d in spatial):
+        return None
+    return int(spatial[0]), int(spatial[1])
+
+
+def _transformer_layer(model: keras.Model, input_index: int) -> str | None:
+    """The CAM layer of a Vision Transformer: the input of its last ``MultiHeadAttention``.
+
+    That is the normalised token sequence the last block attends over (``blocks[-1].norm1`` in
+    timm/pytorch-grad-cam terms). Its patch tokens still reach the head through that attention,
+    also when the head reads only the class token; at the last block's *output* they do not
+    (their gradients are exactly zero there). None when the model has no attention layer
+    (Swin-style windowed attention is not a MultiHeadAttention: the dominator rule below
+    then picks its last token map).
+    """
+    attention = attention_layers(model)
+    if len(model.inputs) > 1:  # keep the ones that depend on this input only
+        graph = ModelGraph(model)
+        attention = [
+            p
+            for p in attention
+            if (node := graph.find(graph_prefix(model, p))) is not None
+            and node.inputs == frozenset({input_index})
+        ]
+    if not attention:
+        return None
+    chosen = attention[-1] + ":input"
+    log.info(
+        "xai: auto-selected layer %r for input %d of transformer %r: the tokens its last "
+        "attention layer attends over (the patch tokens still reach the head there)",
+        chosen,
+        input_index,
+        model.name,
+    )
+    return chosen
+
+
+def attention_layers(model: keras.Model) -> list[str]:
+    """Paths of every ``keras.layers.MultiHeadAttention`` of ``model`` in graph order (nested
+    models and sub-layers included, e.g. keras-hub's ``vit_encoder/transformer_block_0/mha``)."""
+    return [p for p in node_paths(model) if is_attention(get_node(model, p))]
+
+
+def attention_ports(model: keras.Model, layer: str | Sequence[str] | None = None) -> list[str]:
+    """The ``":attention"`` ports an attention method taps: every attention layer, or ``layer``.
+
+    Raises:
+        ModelStructureError: the model has no ``MultiHeadAttention`` (attention methods need
+            one; CAM and gradient methods work on any model).
+    """
+    if layer is None:
+        paths = attention_layers(model)
+        if not paths:
+            raise ModelStructureError(
+                f"Attention methods read the attention probabilities of "
+                f"keras.layers.MultiHeadAttention layers, and model {model.name!r} has none "
+                "(windowed attention such as Swin's is not a MultiHeadAttention). Use a CAM "
+                "method (method='gradcam') or a gradient method instead."
+            )
+    else:
+        paths = [layer] if isinstance(layer, str) else list(layer)
+    return [split_port(p)[0] + ":attention" for p in paths]
 
 
 def _listing(paths: list[Any], limit: int = 3) -> str:

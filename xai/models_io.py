@@ -101,6 +101,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
             f"Received: {str(p)!r} (suffix {p.suffix or 'none'!r}). Save the model with "
             "model.save('model.keras')."
         )
+    from . import vit  # noqa: F401 - registers xai's ViT layers (the shipped ViT uses them)
+
     try:
         return keras.saving.load_model(p, safe_mode=not unsafe, compile=False)
     except ValueError as exc:

@@ -31,6 +31,7 @@ from .graph import (
     ModelGraph,
     graph_prefix,
     is_nested_model,
+    split_port,
     trace_call,
 )
 from .heads import (
@@ -52,6 +53,7 @@ from .inspection import (
     resolve_output,
 )
 from .layer_choice import auto_layer
+from .tokens import TokenGrid, grid_for, patch_size
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,32 @@ __all__ = [
 
 # hook(layer, path, args, kwargs) -> output: replaces one layer call while a graph is replayed.
 LayerHook = Callable[[keras.layers.Layer, str, tuple, dict], Any]
+
+
+class _AttentionProbe(keras.layers.Layer):
+    """A new graph node that calls a ``MultiHeadAttention`` with ``return_attention_scores``.
+
+    Calling the user's (already called) layer with the flag directly would give the new graph a
+    second node of that layer with two outputs, and Keras checks a graph's connectivity with
+    the output structure of a layer's *first* node, losing the second output. This probe is a
+    fresh layer owned by xai, holding no weights of its own: it only calls the user's layer (the
+    same variables), which is not modified.
+    """
+
+    def __init__(self, attention: keras.layers.Layer) -> None:
+        super().__init__(name=f"{attention.name}_probe", dtype=attention.dtype_policy)
+        self.attention = attention
+
+    def call(self, query: Any, value: Any, key: Any = None, training: Any = None, **kwargs: Any):
+        return self.attention(
+            query, value, key, return_attention_scores=True, training=training, **kwargs
+        )
+
+    def compute_output_spec(self, query: Any, value: Any, key: Any = None, **kwargs: Any):
+        kwargs.pop("training", None)
+        return self.attention.compute_output_spec(
+            query, value, key, return_attention_scores=True, **kwargs
+        )
 
 
 def _fresh_inputs(model: keras.Model) -> Any:
@@ -125,7 +153,8 @@ def _rebuild(
     Returns:
         The new model and the number of leading entries that are the model's own outputs.
     """
-    top_names = {p.split(SEP, 1)[0] for p in wanted}
+    top_names = {split_port(p.split(SEP, 1)[0])[0] for p in wanted}
+    ports = {p for p in wanted if SEP not in p and split_port(p)[1] is not None}
     captured: dict[str, Any] = {}
     head = _producer(model, output_index) if output_index is not None else None
     head_act = head_activation(model, output_index) if output_index is not None else "linear"
@@ -171,12 +200,21 @@ def _rebuild(
             out = results[0] if n_out == 1 else results[:n_out]
         elif is_head:
             out = _pre_activation_call(layer, args, kwargs)
+        elif layer.name + ":attention" in ports and layer.name + ":attention" not in captured:
+            # The same layer called with its own documented flag: the new graph returns the
+            # attention probabilities besides the output; the layer is not changed.
+            out, scores = _AttentionProbe(layer)(*args, **kwargs)
+            captured[layer.name + ":attention"] = scores
         elif hook is not None:
             out = hook(layer, _prefix + layer.name, args, kwargs)
         else:
             out = layer(*args, **kwargs)
         if is_head:
             head_done = True
+        if layer.name + ":input" in ports and layer.name + ":input" not in captured:
+            captured[layer.name + ":input"] = next(
+                v for v in keras.tree.flatten((args, kwargs)) if isinstance(v, keras.KerasTensor)
+            )
         if layer.name in top_names and layer.name not in captured:
             captured[layer.name] = out  # the first call of a shared layer, like layer.output
         return out
@@ -246,6 +284,10 @@ class Tap:
         source: the user's model the tap was built from (read-only; lets methods build other
             replays of it, such as a guided-backprop graph). Held weakly, so a cached tap does not
             keep a deleted model alive: None once the model is gone.
+        token_grids: per tapped layer, the patch grid of a transformer's tokens (a ``(B, T, C)``
+            activation of an image model, or the key axis of ``":attention"`` probabilities;
+            :mod:`xai.tokens`), else None. The engine hands token activations to the methods
+            laid out as ``(B, h, w, C)`` maps (their ``channel_axes`` entry is 3).
     """
 
     model: keras.Model
@@ -259,6 +301,7 @@ class Tap:
     data_format: str = "channels_last"
     input_layouts: tuple[InputInfo, ...] = ()
     source_ref: Callable[[], keras.Model | None] | None = field(default=None, repr=False)
+    token_grids: tuple[TokenGrid | None, ...] = ()
 
     @property
     def source(self) -> keras.Model | None:
@@ -272,6 +315,7 @@ class Tap:
         *,
         output: int | str | None = None,
         hook: LayerHook | None = None,
+        token_grid: TokenGrid | tuple[int, int] | None = None,
     ) -> Tap:
         """Build a tap on ``model``.
 
@@ -283,6 +327,8 @@ class Tap:
             hook: optional layer-call replacement applied while the graph is replayed (see
                 :func:`_rebuild`), e.g. guided ReLUs for guided backpropagation. None (the
                 default) replays the model as it is.
+            token_grid: the patch grid of token layers, ``(h, w)`` or a :class:`TokenGrid`,
+                when it cannot be inferred (see :mod:`xai.tokens`).
         """
         model = check_graph_model(model)
         out_index = resolve_output(model, output)
@@ -300,15 +346,30 @@ class Tap:
             )
         outs = keras_model.outputs
         fmt = model_data_format(model)
-        axes, owners = [], []
+        layouts = input_layouts(model, fmt)
+        axes, owners, grids = [], [], []
+        patch: Any = False  # read from the model once, when a token layer needs it
         for p, t in zip(paths, outs[1:]):
             axes.append(channel_axis(get_layer(model, p), len(t.shape), fmt))
             # A sub-layer depends on what the graph node that calls it depends on.
             node = graph.find(graph_prefix(model, p)) if graph is not None else None
             deps = node.inputs if node is not None else frozenset()
-            owners.append(
-                next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None)
-            )
+            owner = next(iter(deps)) if len(deps) == 1 else (0 if len(model.inputs) == 1 else None)
+            owners.append(owner)
+            grid = None
+            info = layouts[owner] if owner is not None else None
+            is_attention = split_port(p)[1] == "attention"
+            if info is not None and len(info.spatial) == 2 and (len(t.shape) == 3 or is_attention):
+                if patch is False:
+                    patch = patch_size(model)
+                shape = (t.shape[0], t.shape[-1], None) if is_attention else tuple(t.shape)
+                try:
+                    grid = grid_for(p, shape, info.spatial, patch=patch, override=token_grid)
+                except ModelStructureError:
+                    grid = None  # explain() reports it for the methods that need a map
+                if grid is not None and not is_attention:
+                    axes[-1] = 3  # the methods see (B, h, w, C)
+            grids.append(grid)
         return cls(
             model=keras_model,
             layers=tuple(paths),
@@ -319,8 +380,9 @@ class Tap:
             layer_inputs=tuple(owners),
             num_inputs=len(model.inputs),
             data_format=fmt,
-            input_layouts=input_layouts(model, fmt),
+            input_layouts=layouts,
             source_ref=weakref.ref(model),
+            token_grids=tuple(grids),
         )
 
 

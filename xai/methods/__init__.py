@@ -6,10 +6,11 @@ method table. Importing this package registers the built-in methods, one module 
 ``cam`` (Grad-CAM and its gradient-weighted variants, Eigen-CAM), ``cam_perturb`` (Score-CAM,
 Ablation-CAM), ``gradient`` (saliency, gradient x input), ``integrated`` (integrated gradients),
 ``guided`` (guided backprop, Guided Grad-CAM), ``smooth`` (SmoothGrad, SmoothGrad², VarGrad) and
-``perturbation`` (occlusion, RISE).
+``perturbation`` (occlusion, RISE) and ``attention`` (attention rollout, generic attention, for
+Vision Transformers).
 """
 
-from . import cam, cam_perturb, gradient, guided, integrated, perturbation  # noqa: F401
+from . import attention, cam, cam_perturb, gradient, guided, integrated, perturbation  # noqa: F401
 from .registry import Method, MethodResult, available, get, markdown_table, register
 from .smooth import smooth
 

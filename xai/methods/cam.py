@@ -18,6 +18,7 @@ constant maps, all-negative maps and zero gradients give zero maps, never NaN.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from ..engine import Engine
 from ..postprocess import Display
 from .registry import Method, MethodResult, register
+
+log = logging.getLogger(__name__)
 
 WeightRule = Callable[..., np.ndarray]
 
@@ -198,6 +201,7 @@ def cam_compute(rule: WeightRule, *, needs_context: bool = False) -> Callable[..
         engine: Engine, inputs: list[np.ndarray], targets: Any, **params: Any
     ) -> MethodResult:
         step = engine.gradients(inputs, targets, wrt="layers")
+        _warn_dead_tokens(engine, step.gradients)
         maps = []
         for i, (a, g, axis) in enumerate(zip(step.values, step.gradients, engine.tap.channel_axes)):
             if needs_context:
@@ -215,6 +219,23 @@ def cam_compute(rule: WeightRule, *, needs_context: bool = False) -> Callable[..
         return MethodResult(maps=maps, logits=step.logits, targets=step.targets, scores=step.scores)
 
     return compute
+
+
+def _warn_dead_tokens(engine: Engine, gradients: list[np.ndarray]) -> None:
+    """Warn when every patch token of a token layer has an exactly zero gradient.
+
+    That is what a class-token ViT gives at its last block's output (or final norm): the head
+    reads only the class token from there, so the patch tokens provably do not reach the score.
+    """
+    for path, grid, g in zip(engine.tap.layers, engine.tap.token_grids, gradients):
+        if grid is not None and not np.any(g):
+            log.warning(
+                "xai: the class score's gradient is exactly zero at every patch token of layer "
+                "%r: after this layer the head reads only the prefix (class) token, so the map is "
+                "empty. Use layer=None, which picks the tokens the last attention layer attends "
+                "over, or an earlier block.",
+                path,
+            )
 
 
 CAM_DISPLAY = Display(reduce="none", rectify="relu")

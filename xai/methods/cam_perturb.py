@@ -154,6 +154,12 @@ def _build_head(engine: Engine, layer_index: int) -> AblationHead:
             "Ablation-CAM needs a tap built with Tap.build (it has no source model)."
         )
     path = tap.layers[layer_index]
+    if tap.token_grids and tap.token_grids[layer_index] is not None or ":" in path:
+        raise ModelStructureError(
+            f"Ablation-CAM replaces the output of a layer, and {path!r} is a transformer's token "
+            "sequence (or a layer's input), which it does not ablate. Use method='scorecam' or "
+            "'gradcam' on tokens, or method='generic_attention'."
+        )
     layer = get_layer(tap.source, path)
     if isinstance(layer, keras.Model):
         raise ModelStructureError(

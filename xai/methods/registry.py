@@ -59,7 +59,9 @@ class Method:
         reference: the paper.
         summary: one line for tables and ``--help``.
         base: for a wrapper (``smooth``), the name of the wrapped method.
-        family: ``"cam"``, ``"gradient"``, ``"perturbation"`` or ``"smooth"`` (for tables).
+        family: ``"cam"``, ``"attention"``, ``"gradient"``, ``"perturbation"`` or ``"smooth"``
+            (for tables). Attention methods read every attention layer's probabilities
+            (``layer=`` then selects attention layers).
         needs_layer: whether the method reads a layer's activations (``layer=`` applies). None
             (the default) means ``space == "layer"``; Guided Grad-CAM is an input-space method that
             needs a layer.
@@ -106,7 +108,7 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-FAMILIES = ("cam", "gradient", "smooth", "perturbation")
+FAMILIES = ("cam", "attention", "gradient", "smooth", "perturbation")
 
 
 def register(method: Method) -> Method:
@@ -152,10 +154,11 @@ def _format_display(display: Display) -> str:
 def markdown_table() -> str:
     """The README's method table, generated from the registry (one row per registered method).
 
-    Rows are grouped by family (CAM, gradient, noise wrapper, perturbation), in registration order
-    within a family. Columns: name, family, output space, whether ``layer=`` applies, whether
-    ``seed`` matters, the parameters with their defaults (memory knobs marked with a dagger), the
-    default heatmap recipe (channel reduction, rectification, clipping) and the paper.
+    Rows are grouped by family (CAM, attention, gradient, noise wrapper, perturbation), in
+    registration order within a family. Columns: name, family, output space, whether
+    ``layer=`` applies, whether ``seed`` matters, the parameters with their defaults (memory
+    knobs marked with a dagger), the default heatmap recipe (channel reduction, rectification,
+    clipping) and the paper.
     """
     rows = [
         "| Method | Family | Output | Layer | Stochastic | Parameters (defaults) | Heatmap "
