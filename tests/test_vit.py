@@ -1,8 +1,9 @@
 """Vision Transformers: token grids, the default CAM layer, attention capture and methods.
 
 Closed forms on arrays (rollout of identity attention, row-stochasticity, the row-vector
-propagation), a 1-block ViT whose generic-attention map is computed by hand from its weights, Grad-CAM
-on tokens against Keras's own model differentiated eagerly, and the user's model unchanged.
+propagation), a 1-block ViT whose generic-attention map is computed by hand from its weights,
+Grad-CAM on tokens against Keras's own model differentiated eagerly, and the user's model
+unchanged.
 """
 
 from __future__ import annotations
