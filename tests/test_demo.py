@@ -61,6 +61,13 @@ def test_demo_end_to_end(tmp_path, capsys):
     )
     audit = json.loads((out / "audit" / "report.json").read_text())
     assert audit["localisation"] is None or audit["localisation"]["tolerance_px"] == cell
+    # the shipped ViT beside the CNN, on the same images
+    vit = manifest["vit"]
+    assert vit["accuracy"] >= 0.9 and vit["pointing_game_tolerance_px"] == 8
+    assert vit["layers"]["gradcam"] == ["block2_attention:input"]
+    assert vit["pointing_game"]["generic_attention"] >= 0.85
+    assert len(list((out / "vit" / "overlays").rglob("*_generic_attention.png"))) == 32
+    assert "generic attention" in text and "vit" in text
 
 
 def test_the_default_output_folders_are_git_ignored():

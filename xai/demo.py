@@ -94,9 +94,12 @@ def run_demo(
     num_samples: int = 25,
     seed: int = 0,
     audit: bool = True,
+    vit: bool = True,
 ) -> dict[str, Any]:
     """Explain the sample with Grad-CAM and SmoothGrad; write overlays, a grid and a manifest.
 
+    With ``vit=True`` (the default) the shipped Vision Transformer explains the same images
+    beside the CNN (:mod:`xai.demo_vit`: ``out_dir/vit/``, the manifest's ``"vit"`` section).
     With ``audit=True`` (the default) it also writes ``out_dir/audit/report.html`` and
     ``report.json``: :func:`xai.audit` of the same images (Grad-CAM and SmoothGrad, every layer
     randomised for the sanity checks on 16 of the images).
@@ -187,6 +190,12 @@ def run_demo(
         )
         written.extend(report.save(out / "audit"))
         audit_flags = [f.message for f in report.raised]
+    vit_manifest = None
+    if vit:
+        from .demo_vit import VIT_MODEL, vit_section
+
+        vit_manifest = vit_section(out, sample, shipped_model_path(VIT_MODEL), grid_rows)
+        written.extend(out / f for f in vit_manifest.pop("files"))
     manifest = {
         "model": str(model_path or shipped_model_path()),
         "images": sample.source,
@@ -200,6 +209,7 @@ def run_demo(
         "params": {"gradcam": dict(cam.params), "smoothgrad": dict(smooth.params)},
         "per_image": rows,
         "audit_flags": audit_flags,
+        "vit": vit_manifest,
         "seconds": round(time.perf_counter() - start, 2),
     }
     written.append(out / "manifest.json")

@@ -10,7 +10,8 @@ from typing import Any
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="explain the shipped model on the shipped sample images (Grad-CAM + SmoothGrad)",
+        help="explain the shipped CNN (Grad-CAM + SmoothGrad) and ViT (Grad-CAM on tokens, "
+        "attention rollout, generic attention) on the shipped sample images",
         epilog="example:\n  xai demo --out xai-demo\n\nexit status: 0 success, 2 usage error "
         "(a bad --images or --model)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -24,6 +25,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--no-audit", action="store_true", help="skip the audit report (audit/report.html)"
     )
+    p.add_argument("--no-vit", action="store_true", help="skip the Vision Transformer (vit/)")
 
 
 def run(args: Any) -> int:
@@ -35,6 +37,7 @@ def run(args: Any) -> int:
         model_path=args.model,
         grid_rows=args.grid_rows,
         audit=not getattr(args, "no_audit", False),
+        vit=not getattr(args, "no_vit", False),
     )
     out = Path(args.out)
     print(f"xai demo: {manifest['num_images']} images from {manifest['images']}")
@@ -52,6 +55,15 @@ def run(args: Any) -> int:
     n_overlays = sum(1 for f in manifest["files"] if f.startswith("overlays/"))
     print(f"  wrote {n_overlays} overlays under {out / 'overlays'}/")
     print(f"  wrote {out / 'grid.png'} (image | Grad-CAM | SmoothGrad)")
+    vit = manifest.get("vit")
+    if vit is not None:
+        vpg = vit["pointing_game"]
+        print(
+            f"  ViT {vit['model']}: accuracy {vit['accuracy']:.2f}; pointing game Grad-CAM on "
+            f"tokens {vpg['gradcam']:.0%}, attention rollout {vpg['attention_rollout']:.0%}, "
+            f"generic attention {vpg['generic_attention']:.0%}"
+        )
+        print(f"  wrote {out / 'vit' / 'grid.png'} and the ViT overlays under {out / 'vit'}/")
     if manifest["audit_flags"] is not None:
         raised = "; ".join(manifest["audit_flags"]) or "no flags raised"
         print(f"  wrote {out / 'audit' / 'report.html'} (audit: {raised})")
