@@ -67,3 +67,24 @@ def test_cascading_randomisation(shipped, test_set):
     # Chefer et al. point out), but a fully randomised model changes it.
     assert rho["attention_rollout"][0] > 0.999
     assert rho["attention_rollout"][-1] < 0.5
+
+
+@pytest.mark.slow
+def test_audit_runs_unchanged_on_the_vit(shipped, test_set):
+    """xai.run_audit takes the ViT as it takes a CNN, with the ViT methods too."""
+    x, labels, masks = (a[:24] for a in test_set)
+    report = xai.run_audit(
+        shipped,
+        x,
+        labels,
+        masks=masks,
+        methods=("generic_attention", "gradcam"),
+        sanity_images=4,
+        sanity_stages=3,
+        num_steps=4,
+    )
+    data = report.to_dict()
+    assert data["accuracy"] >= 0.9
+    loc = data["localisation"]
+    assert loc is not None and loc["tolerance_px"] == CELL
+    assert "generic_attention" in str(data)

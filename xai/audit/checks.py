@@ -297,13 +297,17 @@ def check_sanity(
     xs = run.x[sanity_idx]
     ts = run.preds[sanity_idx].astype(np.int32)
     originals = {m.name: run.expl[m.name].heatmap[sanity_idx] for m in run.methods}
-    cache: dict[str, Explainer] = {}
-    first = run.first
+    cache: dict[Any, Explainer] = {}
 
     def explain_clone(clone: keras.Model) -> dict[str, np.ndarray]:
-        if "e" not in cache:
-            cache["e"] = Explainer(clone, layer=first.layer if first.layer else layer)
-        return {m.name: run.heatmaps(cache["e"], xs, m, ts) for m in run.methods}
+        maps = {}
+        for m in run.methods:  # each method on the layers it explained (CAM tokens, attention)
+            recorded = run.expl[m.name].layer
+            key = tuple(recorded) if recorded else None
+            if key not in cache:
+                cache[key] = Explainer(clone, layer=list(key) if key else layer)
+            maps[m.name] = run.heatmaps(cache[key], xs, m, ts)
+        return maps
 
     def on_stage(layer_name: str) -> None:
         run.stage(f"randomised {layer_name}")
