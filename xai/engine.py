@@ -24,6 +24,11 @@ from .taps import Tap
 
 JitMode = Literal["auto"] | bool
 T = TypeVar("T")
+Reducer = Callable[[list[Any], list[Any]], Sequence[Any]]
+"""``reduce(values, gradients) -> tensors``: reduces a step's float32 tensors inside the compiled
+step (with ``keras.ops``), so that only its (small) result is copied back, e.g. the attention
+rollout of every block's attention. It is part of the step's cache key: pass the same function
+object for every batch (a module-level function, or one cached per parameter set)."""
 
 
 def resolve_jit(jit_compile: JitMode) -> bool:
@@ -65,7 +70,7 @@ class Engine:
     def __init__(self, tap: Tap, jit_compile: JitMode = "auto") -> None:
         self.tap = tap
         self.jit_compile = resolve_jit(jit_compile)
-        self._steps: dict[tuple[str, Any], Callable[..., Any]] = {}
+        self._steps: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._derived: dict[Hashable, Any] = {}
         model = tap.model
         self._input_specs = [
@@ -114,7 +119,9 @@ class Engine:
         resolved = tf.where(cls < 0, tf.argmax(z, axis=-1, output_type=tf.int32), cls)
         return tf.gather(z, resolved, batch_dims=1), resolved
 
-    def _build(self, kind: str, target_fn: Any) -> Callable[..., Any]:
+    def _build(
+        self, kind: str, target_fn: Any, reduce: Reducer | None = None
+    ) -> Callable[..., Any]:
         n_inputs = len(self._input_specs)
         signature = [*self._input_specs, tf.TensorSpec((None,), tf.int32)]
 
@@ -127,11 +134,12 @@ class Engine:
             if kind == "values":  # activations without gradients (attention rollout)
                 logits, acts = self._call_tap(inputs)
                 score, resolved = self._score(logits, cls, target_fn)
+                values = [tf.cast(v, tf.float32) for v in self._as_maps(acts)]
                 return (
                     tf.cast(logits, tf.float32),
                     resolved,
                     score,
-                    [tf.cast(v, tf.float32) for v in self._as_maps(acts)],
+                    list(reduce(values, [])) if reduce is not None else values,
                 )
             # Watching the inputs records every op downstream of them, so gradients reach the
             # tapped activations even when the model is frozen (trainable=False): a tape that only
@@ -150,13 +158,10 @@ class Engine:
                 wrt, grads = self._as_maps(wrt), self._as_maps(grads)
             # The inputs are not returned (the caller has them): no copy back for input gradients.
             values = [tf.cast(v, tf.float32) for v in wrt] if kind == "layers" else []
-            return (
-                tf.cast(logits, tf.float32),
-                resolved,
-                score,
-                values,
-                [tf.cast(g, tf.float32) for g in grads],
-            )
+            grads = [tf.cast(g, tf.float32) for g in grads]
+            if reduce is not None:  # reduced in the compiled step: only the result comes back
+                values, grads = list(reduce(values, grads)), []
+            return (tf.cast(logits, tf.float32), resolved, score, values, grads)
 
         # autograph is not needed (no Python control flow on tensors) and would wrap our errors
         return tf.function(
@@ -171,10 +176,10 @@ class Engine:
             for t, g in zip(tensors, grids)
         ]
 
-    def _step(self, kind: str, target_fn: Any) -> Callable[..., Any]:
-        key = (kind, target_fn)
+    def _step(self, kind: str, target_fn: Any, reduce: Reducer | None = None) -> Callable[..., Any]:
+        key = (kind, target_fn, reduce)
         if key not in self._steps:
-            self._steps[key] = self._build(kind, target_fn)
+            self._steps[key] = self._build(kind, target_fn, reduce)
         return self._steps[key]
 
     def _prepare(self, inputs: Sequence[np.ndarray], cls: np.ndarray | None) -> list[tf.Tensor]:
@@ -207,12 +212,19 @@ class Engine:
         return self._step("forward", None)(*self._prepare(inputs, None)).numpy()
 
     def values(
-        self, inputs: Sequence[np.ndarray], targets: np.ndarray | Callable[[Any], Any]
+        self,
+        inputs: Sequence[np.ndarray],
+        targets: np.ndarray | Callable[[Any], Any],
+        *,
+        reduce: Reducer | None = None,
     ) -> StepResult:
-        """One compiled forward step returning the tapped activations (``gradients`` empty)."""
+        """One compiled forward step returning the tapped activations (``gradients`` empty).
+
+        ``reduce(values, [])`` (see :data:`Reducer`) runs inside the step when given.
+        """
         target_fn = targets if callable(targets) else None
         cls = None if target_fn is not None else cast(np.ndarray, targets)
-        logits, resolved, score, values = self._step("values", target_fn)(
+        logits, resolved, score, values = self._step("values", target_fn, reduce)(
             *self._prepare(inputs, cls)
         )
         return StepResult(
@@ -228,6 +240,8 @@ class Engine:
         inputs: Sequence[np.ndarray],
         targets: np.ndarray | Callable[[Any], Any],
         wrt: Literal["layers", "inputs"],
+        *,
+        reduce: Reducer | None = None,
     ) -> StepResult:
         """One compiled gradient step on one batch.
 
@@ -235,10 +249,13 @@ class Engine:
             inputs: one array per model input, each ``(B, ...)``.
             targets: int32 ``(B,)`` class indices (``-1`` = predicted) or a callable on the logits.
             wrt: ``"layers"`` for the tapped activations, ``"inputs"`` for the model inputs.
+            reduce: optional ``reduce(values, gradients) -> tensors`` run inside the compiled
+                step (see :data:`Reducer`); its result comes back as ``values`` and
+                ``gradients`` is empty.
         """
         target_fn = targets if callable(targets) else None
         cls = None if target_fn is not None else cast(np.ndarray, targets)
-        logits, resolved, score, values, grads = self._step(wrt, target_fn)(
+        logits, resolved, score, values, grads = self._step(wrt, target_fn, reduce)(
             *self._prepare(inputs, cls)
         )
         if target_fn is not None and score.shape[0] != len(inputs[0]):
