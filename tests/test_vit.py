@@ -47,8 +47,9 @@ def images() -> np.ndarray:
 def test_infer_grid_prefix_and_shape(prefix, size, patch, grid):
     t = prefix + grid[0] * grid[1]
     assert infer_grid(t, size, patch=(patch, patch)) == TokenGrid(grid, prefix)
-    # without the patch size: from the token count and the input's aspect ratio
-    assert infer_grid(t, size) == TokenGrid(grid, prefix)
+    # without the patch size: from the token count and the input's aspect ratio, for up to two
+    # prefix tokens (more would explain away almost any count)
+    assert infer_grid(t, size) == (TokenGrid(grid, prefix) if prefix <= 2 else None)
 
 
 def test_infer_grid_merged_stage_and_failure():
@@ -256,3 +257,14 @@ def test_attention_port_errors(small_vit, images):
         xai.explain(small_vit, images, "gradcam", layer="block0_attention:attention")
     with pytest.raises(ModelStructureError, match="Ablation-CAM"):
         xai.explain(small_vit, images, "ablationcam")
+
+
+def test_cnn_with_an_attention_head_keeps_its_feature_map():
+    """Attention over tokens that are not the image's patches (8 rows of an 8x8 map) is not a
+    ViT: the CAM layer stays the last dominating feature map."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv")(inputs)
+    t = keras.layers.Reshape((8, 64))(x)
+    t = keras.layers.MultiHeadAttention(2, 4, name="attention")(t, t)
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(t))
+    assert xai.auto_layer(keras.Model(inputs, out)) == "conv"

@@ -182,6 +182,17 @@ def _transformer_layer(model: keras.Model, input_index: int) -> str | None:
         ]
     if not attention:
         return None
+    # The query tokens must lay out on the image's patch grid (a CNN with an attention head over
+    # other tokens keeps the dominator rule); a sub-layer's shape may be unknown: then trust it.
+    layer = get_node(model, attention[-1])
+    nodes = getattr(layer, "_inbound_nodes", [])
+    shape = tuple(nodes[0].input_tensors[0].shape) if nodes and nodes[0].input_tensors else None
+    size = _image_size(model, input_index, model_data_format(model))
+    if shape is not None and size is not None:
+        if len(shape) != 3 or shape[1] is None:
+            return None
+        if infer_grid(int(shape[1]), size, patch=patch_size(model)) is None:
+            return None
     chosen = attention[-1] + ":input"
     log.info(
         "xai: auto-selected layer %r for input %d of transformer %r: the tokens its last "

@@ -12,9 +12,9 @@ The grid is found, in this order:
 2. from the **patch size** of the model's patch embedding (a ``Conv2D`` whose kernel equals its
    strides, or a layer with a ``patch_size`` attribute): ``h = H / p_h``, ``w = W / p_w`` and
    ``prefix = T - h * w``;
-3. from the token count alone: the smallest ``prefix`` (at most :data:`MAX_PREFIX`) for which
-   ``T - prefix`` patches tile the input with one integer stride (``H = s * h``, ``W = s * w``);
-   this covers hybrid and convolutional stems and Swin's merged stages.
+3. from the token count alone: the smallest ``prefix`` (at most :data:`MAX_GUESSED_PREFIX`) for
+   which ``T - prefix`` patches tile the input with one integer stride (``H = s * h``,
+   ``W = s * w``); this covers hybrid and convolutional stems and Swin's merged stages.
 
 A model whose tokens fit none of these gets a :class:`~xai.errors.ModelStructureError` that says
 how to give the grid.
@@ -34,6 +34,10 @@ from .graph import get_node, node_paths
 MAX_PREFIX = 8
 """The most prefix tokens inferred without help (DINOv2 and DINOv3 use 1 + 4 registers);
 more need ``token_grid=``. Kept small so that a token count is not explained away by a prefix."""
+
+MAX_GUESSED_PREFIX = 2
+"""The most prefix tokens inferred when the patch size is unknown (a class and a distillation
+token): with more freedom almost any token count would fit some grid."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def infer_grid(
     *,
     patch: tuple[int, int] | None = None,
     max_prefix: int = MAX_PREFIX,
+    max_guessed_prefix: int = MAX_GUESSED_PREFIX,
 ) -> TokenGrid | None:
     """The patch grid of ``num_tokens`` tokens of an ``input_size = (H, W)`` image, or None.
 
@@ -132,14 +137,15 @@ def infer_grid(
         num_tokens: ``T``, the token axis length.
         input_size: ``(H, W)`` of the model input.
         patch: the patch size when known (tried first).
-        max_prefix: the most prefix tokens accepted.
+        max_prefix: the most prefix tokens accepted with a known patch size.
+        max_guessed_prefix: the most prefix tokens accepted from the token count alone.
     """
     height, width = int(input_size[0]), int(input_size[1])
     if patch is not None and height % patch[0] == 0 and width % patch[1] == 0:
         h, w = height // patch[0], width // patch[1]
         if 0 <= num_tokens - h * w <= max_prefix:
             return TokenGrid((h, w), num_tokens - h * w)
-    for prefix in range(0, min(max_prefix, num_tokens - 1) + 1):
+    for prefix in range(0, min(max_guessed_prefix, num_tokens - 1) + 1):
         n = num_tokens - prefix
         for stride in range(1, max(height, width) + 1):
             if height % stride or width % stride:
@@ -205,10 +211,19 @@ def grid_for(
     if found is None:
         raise ModelStructureError(
             f"Layer {path!r} has {num_tokens} tokens (shape {tuple(shape)}), which do not lay out "
-            f"as up to {MAX_PREFIX} prefix tokens plus a patch grid of the {tuple(input_size)} "
-            f"input (patch size {patch if patch is not None else 'not found'}). {how}"
+            f"as prefix tokens (up to {MAX_PREFIX} with a known patch size, "
+            f"{MAX_GUESSED_PREFIX} without) plus a patch grid of the {tuple(input_size)} input "
+            f"(patch size {patch if patch is not None else 'not found'}). {how}"
         )
     return found
 
 
-__all__ = ["MAX_PREFIX", "TokenGrid", "check_token_grid", "grid_for", "infer_grid", "patch_size"]
+__all__ = [
+    "MAX_GUESSED_PREFIX",
+    "MAX_PREFIX",
+    "TokenGrid",
+    "check_token_grid",
+    "grid_for",
+    "infer_grid",
+    "patch_size",
+]
