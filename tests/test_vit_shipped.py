@@ -7,6 +7,8 @@ randomisation (Adebayo et al. 2018) of the model from the head down, for each.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,19 @@ def test_audit_runs_unchanged_on_the_vit(shipped, test_set):
     loc = data["localisation"]
     assert loc is not None and loc["tolerance_px"] == CELL
     assert "generic_attention" in str(data)
+
+
+def test_cli_explain_and_export_take_the_vit_methods(tmp_path):
+    from xai import cli
+
+    model = str(shipped_model_path("shapes_vit.keras"))
+    images = sorted((Path(__file__).parents[1] / "datasets/shapes_sample/images").rglob("*.png"))[
+        :3
+    ]
+    out = tmp_path / "explain"
+    argv = ["explain", model, *map(str, images), "--method", "generic_attention", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert len(list(out.glob("*_generic_attention.png"))) == 3
+    assert cli.main(["export", model, str(images[0].parent), str(tmp_path / "export"),
+                     "--method", "attention_rollout"]) == 0  # fmt: skip
+    assert (tmp_path / "export" / "manifest.jsonl").exists()
