@@ -20,6 +20,7 @@ import tensorflow as tf
 import xai
 from xai import testing
 from xai.methods import available
+from xai.vit import vit
 
 # Small settings that keep every method cheap on the tiny models (merged into every call).
 FAST: dict[str, dict] = {
@@ -41,6 +42,8 @@ FAST: dict[str, dict] = {
     "vargrad": {"num_samples": 3},
     "occlusion": {"window": 4},
     "rise": {"num_masks": 40},
+    "attention_rollout": {},
+    "generic_attention": {},
 }
 
 # For each documented parameter: another value, and the other parameters it needs to matter.
@@ -72,6 +75,7 @@ VARIANTS: dict[str, dict[str, tuple]] = {
         "keep_prob": (0.3, {}),
         "chunk_size": (7, {}),
     },
+    "attention_rollout": {"head_fusion": ("max", {})},
 }
 
 MODELS = {
@@ -79,9 +83,29 @@ MODELS = {
     "sequential": (testing.sequential_cnn, (16, 16, 3)),
     "nested": (lambda: testing.nested_backbone(kind="functional"), (16, 16, 3)),
     "conv1d": (testing.conv1d_model, (20, 1)),
+    # a class-token ViT (4x4 patches): the attention methods need attention layers
+    "vit": (
+        lambda: vit(
+            16, 4, patch_size=4, hidden_dim=8, num_layers=2, num_heads=2, mlp_dim=8, seed=0
+        ),
+        (16, 16, 3),
+    ),
 }
 METHODS = list(available())
+ATTENTION = {n for n, m in available().items() if m.family == "attention"}
 N = 3
+
+
+def kinds_for(name: str) -> list[str]:
+    """The fixtures a method's contract runs on: attention methods on the ViT, the others on
+    the CNNs (and Grad-CAM on the ViT's tokens too)."""
+    if name in ATTENTION:
+        return ["vit"]
+    return [k for k in MODELS if k != "vit"] + (["vit"] if name == "gradcam" else [])
+
+
+def main_kind(name: str) -> str:
+    return "vit" if name in ATTENTION else "functional"
 
 
 def _class_two(z):  # one object, so compiled steps are reused across tests
@@ -125,8 +149,10 @@ def test_tables_cover_registry():
         assert m.space in ("layer", "input")
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
-@pytest.mark.parametrize("name", METHODS)
+PAIRS = [(name, kind) for name in METHODS for kind in kinds_for(name)]
+
+
+@pytest.mark.parametrize("name, kind", PAIRS, ids=[f"{n}-{k}" for n, k in PAIRS])
 def test_contract(setups, name, kind):
     setup = setups[kind]
     model, x = setup["model"], setup["x"]
@@ -176,7 +202,7 @@ PARAMS = [(name, p) for name in METHODS for p in available()[name].defaults]
 @pytest.mark.parametrize("name, param", PARAMS, ids=[f"{n}-{p}" for n, p in PARAMS])
 def test_every_parameter_matters(setups, name, param):
     """A documented parameter changes the output; a memory knob (chunk_size) must not."""
-    setup = setups["functional"]
+    setup = setups[main_kind(name)]
     value, context = VARIANTS[name][param]
     base = _run(setup, name, **context).attributions
     changed = _run(setup, name, **{**context, param: value}).attributions
@@ -190,7 +216,7 @@ def test_every_parameter_matters(setups, name, param):
 @pytest.mark.parametrize("fill", [0.0, 0.5])
 def test_constant_inputs_give_finite_maps(setups, name, fill):
     """No NaN ever: constant images (zero activations, zero gradients, constant masks)."""
-    setup = setups["functional"]
+    setup = setups[main_kind(name)]
     x = np.full_like(setup["x"], fill)
     e = setup["explainer"].explain(x, name, seed=0, **FAST[name])
     assert np.isfinite(e.attributions).all()
@@ -206,9 +232,14 @@ def binary():
     dense.set_weights(
         [np.array([[1.0], [-1.0], [1.0], [-1.0], [1.0], [-1.0]], np.float32), np.zeros(1)]
     )
+    vit_model = vit(
+        16, 1, patch_size=4, hidden_dim=8, num_layers=2, num_heads=2, mlp_dim=8,
+        activation="sigmoid", seed=5,
+    )  # fmt: skip
     return {
         "model": model,
         "explainer": xai.Explainer(model),
+        "vit": xai.Explainer(vit_model),
         "x": testing.random_images(N, seed=12),
     }
 
@@ -219,9 +250,8 @@ def test_binary_model_class_zero_is_not_empty(binary, name):
     for cls in (0, 1):
         # (4x4 windows of zeros raise this zero-bias model's score everywhere: use 2x2 windows)
         extra = {"window": 2} if name == "occlusion" else {}
-        e = binary["explainer"].explain(
-            binary["x"], name, targets=cls, seed=0, **{**FAST[name], **extra}
-        )
+        explainer = binary["vit" if name in ATTENTION else "explainer"]
+        e = explainer.explain(binary["x"], name, targets=cls, seed=0, **{**FAST[name], **extra})
         assert (e.targets == cls).all()
         assert np.isfinite(e.attributions).all()
         assert (e.heatmap.reshape(N, -1).max(axis=1) > 0).all(), f"empty map for class {cls}"
@@ -229,7 +259,7 @@ def test_binary_model_class_zero_is_not_empty(binary, name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_callable_target_equals_class_index(setups, name):
-    setup = setups["functional"]
+    setup = setups[main_kind(name)]
     by_index = _run(setup, name, targets=2)
     by_fn = _run(setup, name, targets=_class_two)
     assert (by_fn.targets == -1).all()
@@ -237,7 +267,7 @@ def test_callable_target_equals_class_index(setups, name):
     np.testing.assert_allclose(by_fn.scores, by_index.scores, rtol=1e-6)
 
 
-CAMS = [n for n in METHODS if available()[n].space == "layer"]
+CAMS = [n for n in METHODS if available()[n].space == "layer" and n not in ATTENTION]
 
 
 @pytest.mark.parametrize("name", CAMS)

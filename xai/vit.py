@@ -75,7 +75,7 @@ def vit(
     stem: str = "patch",
     channels: int = 3,
     rescale: float | None = None,
-    softmax: bool = True,
+    activation: str | None = "softmax",
     seed: int | None = None,
     name: str = "vit",
 ) -> keras.Model:
@@ -99,7 +99,7 @@ def vit(
             Convolutions Help Transformers See Better", NeurIPS 2021; square power-of-2 patches).
         channels: input channels.
         rescale: a factor applied by a first ``Rescaling`` layer (e.g. 1/255), or None.
-        softmax: end in ``Dense(softmax)`` (else raw logits).
+        activation: the head's activation (``"softmax"``, ``"sigmoid"``, None for logits).
         seed: seeds the initialisers (``keras.utils.set_random_seed``) when given.
         name: the model's name.
     """
@@ -162,7 +162,7 @@ def vit(
         x = x[:, 0]  # the class token (a Keras operation node)
     else:
         x = L.GlobalAveragePooling1D(name="token_mean")(x[:, num_prefix:])
-    outputs = L.Dense(num_classes, activation="softmax" if softmax else None, name="predictions")(x)
+    outputs = L.Dense(num_classes, activation=activation, name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
