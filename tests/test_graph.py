@@ -297,7 +297,7 @@ def test_repeated_explain_reuses_compiled_steps_and_adds_no_nodes(x16):
     model = testing.residual_ops_cnn(seed=4)
     first = xai.explain(model, x16, "gradcam")
     xai.explain(model, x16, "saliency")
-    engine = _ENGINES[model][(None, None, False)][True]
+    engine = _ENGINES[model][(None, None, False, None)][True]
     traces, nodes = engine.trace_count, _inbound_nodes(model)
     for _ in range(100):
         e = xai.explain(model, x16, "gradcam")
