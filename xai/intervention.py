@@ -86,7 +86,7 @@ class _Remask(keras.layers.Layer):
 
 
 def _layer_mask_fn(layer: Any) -> Callable[..., Any] | None:
-    """The layer's ``compute_mask`` when it produces a mask (Embedding(mask_zero=True)), else None."""
+    """The layer's ``compute_mask`` when it can produce a mask (``mask_zero``), else None."""
     if not getattr(layer, "supports_masking", False) and not getattr(layer, "mask_zero", False):
         return None
 
@@ -238,7 +238,9 @@ class LayerEngine(Engine):
 
     def values(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``[logits, h, *extra]`` of a batch of original inputs (float32 logits and ``h``)."""
-        tensors = [tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self.prefix_specs)]
+        tensors = [
+            tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self.prefix_specs)
+        ]
         return [o.numpy() for o in self._prefix_fn(*tensors)]
 
     def bind(self, inputs: Sequence[np.ndarray]) -> LayerEngine:
@@ -363,12 +365,17 @@ def check_inputs(model: keras.Model, inputs: Any) -> list[np.ndarray]:
         missing = sorted(set(names) - set(inputs))
         if missing:
             raise bad_value(
-                "inputs", f"a dict with the model's inputs {names}", sorted(inputs), f"Missing: {missing}."
+                "inputs",
+                f"a dict with the model's inputs {names}",
+                sorted(inputs),
+                f"Missing: {missing}.",
             )
         items = [inputs[k] for k in names]
     elif len(specs) > 1:
         if not isinstance(inputs, (list, tuple)) or len(inputs) != len(specs):
-            raise bad_value("inputs", f"a list or dict with one array per model input {names}", inputs)
+            raise bad_value(
+                "inputs", f"a list or dict with one array per model input {names}", inputs
+            )
         items = list(inputs)
     else:
         items = [inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs]
@@ -396,7 +403,9 @@ def check_inputs(model: keras.Model, inputs: Any) -> list[np.ndarray]:
                 raise bad_value(f"inputs[{name!r}]", "whole numbers (token ids)", arr)
         arrays.append(arr.astype(spec.dtype) if spec.dtype != "string" else arr.astype(object))
     if len({len(a) for a in arrays}) != 1:
-        raise bad_value("inputs", "the same number of samples for every input", [len(a) for a in arrays])
+        raise bad_value(
+            "inputs", "the same number of samples for every input", [len(a) for a in arrays]
+        )
     if len(arrays[0]) == 0:
         raise bad_value("inputs", "at least one sample", arrays[0])
     return arrays

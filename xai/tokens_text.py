@@ -275,7 +275,11 @@ class TokenExplanation(Explanation):
 
         indices = [index] if isinstance(index, (int, np.integer)) else list(index)
         for i in indices:
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self):
+            if (
+                isinstance(i, bool)
+                or not isinstance(i, (int, np.integer))
+                or not 0 <= i < len(self)
+            ):
                 raise bad_value("index", f"an int in [0, {len(self) - 1}] (or a list)", index)
         return plot_tokens(self._rows([int(i) for i in indices]), ax=ax, width=width)
 
@@ -284,7 +288,11 @@ class TokenExplanation(Explanation):
 
         png = _figure_png(self.plot(list(range(min(len(self), 32)))))
         return [
-            ("token_ids.npy", io.write_npy, self.token_ids if self.token_ids is not None else np.zeros(0)),
+            (
+                "token_ids.npy",
+                io.write_npy,
+                self.token_ids if self.token_ids is not None else np.zeros(0),
+            ),
             ("token_mask.npy", io.write_npy, self.mask),
             ("tokens.html", io.atomic_write_text, self.to_html()),
             ("tokens.png", io.atomic_write_bytes, png),
@@ -420,7 +428,9 @@ def route(
             layer_obj = get_layer(explainer.model, info.layer)
 
             def baseline_fn(h: np.ndarray, extra_values: list[np.ndarray]) -> np.ndarray:
-                ids_dtype = extra_values[0].dtype if extra_values else arrays[info.ids_input or 0].dtype
+                ids_dtype = (
+                    extra_values[0].dtype if extra_values else arrays[info.ids_input or 0].dtype
+                )
                 pad = np.full((1, h.shape[1]), PADDING_ID, dtype=ids_dtype)
                 return np.asarray(layer_obj(pad), np.float32)[0]
 
@@ -433,8 +443,10 @@ def route(
         batch_size=batch_size,
         baseline_fn=baseline_fn,
     )
-    ids = result.extra[0] if info.ids_path else (
-        arrays[info.ids_input] if info.ids_input is not None else None
+    ids = (
+        result.extra[0]
+        if info.ids_path
+        else (arrays[info.ids_input] if info.ids_input is not None else None)
     )
     maps = result.maps
     per_token = maps.reshape(*maps.shape[:2], -1).sum(axis=2) if maps.ndim > 2 else maps

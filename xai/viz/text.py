@@ -80,10 +80,12 @@ def tokens_html(rows: Sequence[TokenRow], *, scale: float | None = None) -> str:
         )
     legend = (
         '<div class="xai-legend">'
-        f'<span class="xai-token" style="background-color:rgb{POSITIVE};color:#fff">'
+        f'<span class="xai-token" style="background-color:rgb({",".join(map(str, POSITIVE))});'
+        'color:#fff">'
         f"for (+{scale:.3g})</span> "
         '<span class="xai-token" style="background-color:#fff">0</span> '
-        f'<span class="xai-token" style="background-color:rgb{NEGATIVE};color:#fff">'
+        f'<span class="xai-token" style="background-color:rgb({",".join(map(str, NEGATIVE))});'
+        'color:#fff">'
         f"against (&minus;{scale:.3g})</span></div>"
     )
     return f'<div class="xai-text">{legend}{"".join(blocks)}</div>'
