@@ -447,3 +447,18 @@ def test_token_html_in_headless_chromium(keyword, tmp_path):
     green = np.all(np.abs(rgb - np.array(viz_text.POSITIVE)) < 40, axis=1).sum()
     pink = np.all(np.abs(rgb - np.array(viz_text.NEGATIVE)) < 60, axis=1).sum()
     assert green > 50 and pink > 20, (green, pink)
+
+
+def test_layer_gradients_reach_activations_after_an_embedding(built):
+    """Grad-CAM-style layer gradients on a token model: before the engine watched the variables,
+    nothing after the (non-differentiable) id lookup was recorded and every gradient was 0."""
+    from xai.engine import Engine
+    from xai.taps import Tap
+
+    model, ids = built("gru")
+    targets = np.array([0, 1, 2, 1], np.int32)
+    _, g = _manual_gru_gradients(model, ids, targets)
+    step = Engine(Tap.build(model, ["emb"]), False).gradients([ids], targets, wrt="layers")
+    np.testing.assert_allclose(step.gradients[0], g, rtol=1e-5, atol=1e-7)
+    cam = xai.explain(conv1d_model(), _ids("conv1d"), "gradcam", layer="conv")
+    assert np.abs(cam.attributions).max() > 0

@@ -83,6 +83,7 @@ class Engine:
             tf.TensorSpec((None, *t.shape[1:]), dtype=t.dtype) for t in model.inputs
         ]
         self.trace_count = 0  # number of times any step was traced (for tests and benchmarks)
+        self._discrete_inputs = any(not s.dtype.is_floating for s in self._input_specs)
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -158,6 +159,12 @@ class Engine:
                 ]
                 for x in inputs[:n_wrt]:
                     tape.watch(x)
+                if kind == "layers" and self._discrete_inputs:
+                    # Nothing downstream of integer ids is recorded (an Embedding's lookup is not
+                    # differentiable in its ids): watch the variables, so the ops after the
+                    # lookup are, and gradients reach the tapped activations.
+                    for v in self.tap.model.variables:
+                        tape.watch(getattr(v, "value", v))  # the backend variable
                 logits, acts = self._call_tap(inputs)
                 score, resolved = self._score(logits, cls, target_fn)
             wrt = acts if kind == "layers" else inputs[:n_wrt]
