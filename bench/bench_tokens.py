@@ -65,7 +65,8 @@ def models(batch: int):
     yield "bert_tiny", clf, inputs, "bert_backbone/token_embedding"
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure(name, model, inputs, layer, args) -> dict:
+    """Interleaved IG(64) and 64 gradient steps of one model; the median ratio."""
     import numpy as np
 
     import xai
@@ -73,6 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     from xai.intervention import check_inputs
     from xai.taps import Tap
 
+    explainer = xai.Explainer(model)
+    engine = Engine(Tap.build(model, [layer]), "auto")
+    arrays = check_inputs(model, inputs)
+    cls = np.full(args.batch, -1, np.int32)
+
+    def ig() -> None:
+        explainer.explain(inputs, "integrated_gradients", num_steps=args.num_steps)
+
+    def steps() -> None:
+        for _ in range(args.num_steps):
+            engine.gradients(arrays, cls, wrt="layers")
+
+    ig()
+    steps()  # warm-up: traces
+    times: dict[str, list[float]] = {"ig": [], "steps": []}
+    ratios = []
+    for _ in range(args.repeats):
+        for key, fn in (("ig", ig), ("steps", steps)):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+        ratios.append(times["ig"][-1] / times["steps"][-1])
+    return {
+        "model": name,
+        "layer": layer,
+        "batch": args.batch,
+        "num_steps": args.num_steps,
+        "ig_s": statistics.median(times["ig"]),
+        "steps_s": statistics.median(times["steps"]),
+        "ratio_median": statistics.median(ratios),
+        "ratios": [round(r, 3) for r in ratios],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=7)
@@ -80,40 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for name, model, inputs, layer in models(args.batch):
-        explainer = xai.Explainer(model)
-        engine = Engine(Tap.build(model, [layer]), "auto")
-        arrays = check_inputs(model, inputs)
-        cls = np.full(args.batch, -1, np.int32)
-
-        def ig() -> None:
-            explainer.explain(inputs, "integrated_gradients", num_steps=args.num_steps)
-
-        def steps() -> None:
-            for _ in range(args.num_steps):
-                engine.gradients(arrays, cls, wrt="layers")
-
-        ig()
-        steps()  # warm-up: traces
-        times: dict[str, list[float]] = {"ig": [], "steps": []}
-        ratios = []
-        for _ in range(args.repeats):
-            for key, fn in (("ig", ig), ("steps", steps)):
-                t0 = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t0)
-            ratios.append(times["ig"][-1] / times["steps"][-1])
-        rows.append(
-            {
-                "model": name,
-                "layer": layer,
-                "batch": args.batch,
-                "num_steps": args.num_steps,
-                "ig_s": statistics.median(times["ig"]),
-                "steps_s": statistics.median(times["steps"]),
-                "ratio_median": statistics.median(ratios),
-                "ratios": [round(r, 3) for r in ratios],
-            }
-        )
+        rows.append(measure(name, model, inputs, layer, args))
         print(json.dumps(rows[-1]))
     meta = {
         "python": platform.python_version(),

@@ -348,7 +348,7 @@ def attribute(
         logits=np.concatenate([r.logits for r, *_ in out]),
         targets=np.concatenate([r.targets for r, *_ in out]).astype(np.int32),
         scores=np.concatenate([r.scores for r, *_ in out]).astype(np.float32),
-        baseline_scores=None if bases[0] is None else np.concatenate(bases),  # type: ignore[arg-type]
+        baseline_scores=None if bases[0] is None else np.concatenate(bases),
     )
 
 

@@ -285,6 +285,7 @@ class TokenExplanation(Explanation):
 
     def _extra_files(self) -> list[tuple[str, Any, Any]]:
         from . import io
+        from .demo import _figure_png
 
         png = _figure_png(self.plot(list(range(min(len(self), 32)))))
         return [
@@ -305,14 +306,6 @@ class TokenExplanation(Explanation):
             "token_scores": self.token_scores.tolist(),
             "convergence_delta": None if delta is None else delta.tolist(),
         }
-
-
-def _figure_png(figure: Any) -> bytes:
-    import io as _bytes
-
-    buffer = _bytes.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def check_vocabulary(vocabulary: Any) -> tuple[str, ...]:
