@@ -9,7 +9,8 @@ machine is noisy and shared), median of ``--repeats`` runs after one warm-up:
   whole batch (:class:`xai.engine.Engine` on a tap of the embedding, ``wrt="layers"``): what IG
   would cost with no overhead at all.
 
-The ratio ``ig / steps`` is the figure (the issue asks for <= 1.2x). Models: the shipped
+The ratio ``ig / steps`` is the figure (the issue asks for <= 1.2x), as wall time and as process
+CPU time (all threads; less sensitive to the other jobs on a shared machine). Models: the shipped
 ``keyword_gru`` (Embedding(mask_zero) -> GRU) and, when keras-hub is installed, a tiny BERT
 classifier built from config (2 layers, hidden 32, 16 tokens).
 
@@ -89,13 +90,16 @@ def measure(name, model, inputs, layer, args) -> dict:
     ig()
     steps()  # warm-up: traces
     times: dict[str, list[float]] = {"ig": [], "steps": []}
-    ratios = []
+    cpu: dict[str, list[float]] = {"ig": [], "steps": []}
+    ratios, cpu_ratios = [], []
     for _ in range(args.repeats):
         for key, fn in (("ig", ig), ("steps", steps)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
         ratios.append(times["ig"][-1] / times["steps"][-1])
+        cpu_ratios.append(cpu["ig"][-1] / cpu["steps"][-1])
     return {
         "model": name,
         "layer": layer,
@@ -105,13 +109,15 @@ def measure(name, model, inputs, layer, args) -> dict:
         "steps_s": statistics.median(times["steps"]),
         "ratio_median": statistics.median(ratios),
         "ratios": [round(r, 3) for r in ratios],
+        "cpu_ratio_median": statistics.median(cpu_ratios),
+        "cpu_ratios": [round(r, 3) for r in cpu_ratios],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--num-steps", type=int, default=64)
     args = parser.parse_args(argv)
     rows = []
@@ -134,13 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} interleaved runs; load average at the end {meta['load_average'][0]:.2f} "
         "on 2 shared cores).",
         "",
-        "| model | layer | IG(64) s | 64 gradient steps s | ratio (median) | ratios |",
-        "|---|---|---|---|---|---|",
+        "| model | layer | IG(64) s | 64 gradient steps s | wall ratio (median) | CPU-time ratio "
+        "(median) | wall ratios |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | `{r['layer']}` | {r['ig_s']:.3f} | {r['steps_s']:.3f} | "
-            f"**{r['ratio_median']:.2f}x** | {', '.join(f'{x:.2f}' for x in r['ratios'])} |"
+            f"**{r['ratio_median']:.2f}x** | **{r['cpu_ratio_median']:.2f}x** | "
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} |"
         )
     (RESULTS / "tokens.md").write_text("\n".join(lines) + "\n")
     return 0

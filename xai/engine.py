@@ -164,7 +164,8 @@ class Engine:
                     # differentiable in its ids): watch the variables, so the ops after the
                     # lookup are, and gradients reach the tapped activations.
                     for v in self.tap.model.variables:
-                        tape.watch(getattr(v, "value", v))  # the backend variable
+                        if "float" in str(v.dtype):  # not integer states (seed generators)
+                            tape.watch(getattr(v, "value", v))  # the backend variable
                 logits, acts = self._call_tap(inputs)
                 score, resolved = self._score(logits, cls, target_fn)
             wrt = acts if kind == "layers" else inputs[:n_wrt]
