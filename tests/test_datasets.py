@@ -328,7 +328,7 @@ def test_save_image_folder_shortcut_writes_marker_masks_and_jpg(tmp_path):
 def test_shipped_models_load_and_behave_as_recorded():
     keras = pytest.importorskip("keras")
     record = json.loads((ASSETS / "models.json").read_text())["models"]
-    assert set(record) == {"clean", "shortcut"}
+    assert {"clean", "shortcut"} <= set(record)  # other shipped models have their own tests
     clean = make_shapes(64, seed=123, split="test")
     consistent = make_shapes(64, seed=123, variant="shortcut", split="test")
     swapped = make_shapes(64, seed=123, variant="shortcut", split="swapped")
