@@ -358,6 +358,8 @@ def test_layer_attribution_on_an_image_model():
         score = (tf.reduce_mean(last(a), axis=(1, 2)) @ dense.kernel + dense.bias)[:, 2]
     np.testing.assert_allclose(sal.attributions, tape.gradient(score, a).numpy(), atol=1e-6)
     assert ig.heatmap.shape == (3, *act.shape[1:3]) and ig.overlay().shape[1:3] == images.shape[1:3]
+    at = xai.Explainer(model, attribute_at="conv1").explain(images, "saliency", targets=2)
+    np.testing.assert_array_equal(at.attributions, sal.attributions)
     # an Explainer's layer stays the CAM layer for input methods (unchanged behaviour)
     plain = xai.Explainer(model, layer="conv1").explain(images, "saliency")
     assert plain.attributions.shape == images.shape
@@ -411,6 +413,7 @@ def test_html_escapes_tokens_and_shows_values_in_tooltips(keyword):
     value = float(ex.token_scores[0, int(keyword[1].deciding[0])])
     assert f"{value:+.4g}" in page
     assert "xai-token" in ex._repr_html_() and "<!DOCTYPE" not in ex._repr_html_()
+    assert ex.to_html(max_samples=1).count("xai-row") < page.count("xai-row")
 
 
 def test_plot_and_save(keyword, tmp_path):

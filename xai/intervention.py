@@ -70,10 +70,9 @@ class _Remask(keras.layers.Layer):
     as a sub-layer of this one.
     """
 
-    def __init__(self, mask_fn: Callable[..., Any], num_args: int, **kwargs: Any) -> None:
+    def __init__(self, mask_fn: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._mask_fn = (mask_fn,)
-        self._num_args = num_args
         self.supports_masking = True
 
     def call(self, inputs: list[Any]) -> Any:
@@ -161,7 +160,7 @@ def split_model(
         if mask_fn is not None and leaves:
             probe = lyr.compute_mask(leaves[0], getattr(leaves[0], "_keras_mask", None))
             if probe is not None:
-                return _Remask(mask_fn, 1, name=f"xai_remask_{lyr.name}")([h_in, leaves[0]])
+                return _Remask(mask_fn, name=f"xai_remask_{lyr.name}")([h_in, leaves[0]])
         return h_in
 
     full, n_out = _rebuild(model, [], out_index, hook=hook, extra_inputs=[h_in], expand=[layer])
@@ -215,7 +214,7 @@ def split_model(
 class LayerEngine(Engine):
     """An engine over a split model: its one differentiated input is the layer value ``h``.
 
-    :meth:`values` runs the prefix (compiled once); :meth:`bind` returns a view of the engine
+    :meth:`prefix_values` runs the prefix (compiled once); :meth:`bind` returns a view of the engine
     (sharing the compiled steps) with the current batch's context attached, which every step
     repeats to its number of rows.
     """
@@ -236,7 +235,7 @@ class LayerEngine(Engine):
             run, input_signature=specs, jit_compile=self.jit_compile, autograph=False
         )
 
-    def values(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def prefix_values(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``[logits, h, *extra]`` of a batch of original inputs (float32 logits and ``h``)."""
         tensors = [
             tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(inputs, self.prefix_specs)
@@ -317,7 +316,7 @@ def attribute(
     for start in progress(batches) if progress is not None else batches:
         sl = slice(start, start + int(batch_size))
         batch = [x[sl] for x in inputs]
-        _, h, *extra = engine.values(batch)
+        _, h, *extra = engine.prefix_values(batch)
         bound = engine.bind(batch)
         t = targets if callable(targets) else targets[sl]
         run = dict(params)

@@ -30,6 +30,7 @@ writes both.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -262,8 +263,9 @@ class TokenExplanation(Explanation):
 
     def _repr_html_(self) -> str:
         more = f" (first 8 of {len(self)})" if len(self) > 8 else ""
+        layer = html.escape(", ".join(self.layer or ()))
         return (
-            f"<div><b>Explanation</b> method={self.method}, layer={', '.join(self.layer or ())}, "
+            f"<div><b>Explanation</b> method={html.escape(self.method)}, layer={layer}, "
             f"{len(self)} sequence(s){more}</div>" + self.to_html(max_samples=8, standalone=False)
         )
 
@@ -552,7 +554,7 @@ def _token_occlusion(
             return engine.forward(feed)
     elif info.ids_path is not None:
         split_engine = layer_engine(explainer, info.ids_path)
-        ids = split_engine.values(arrays)[1]
+        ids = split_engine.prefix_values(arrays)[1]
         bound = split_engine.bind(arrays)
         engine = bound
 
