@@ -212,16 +212,8 @@ def _find_chromium() -> str | None:
     return None
 
 
-def test_report_loads_in_headless_chromium(tiny_report, tmp_path):
-    browser = _find_chromium()
-    if browser is None:
-        pytest.skip(
-            "chromium not found (CI installs Debian's chromium in .ci/run; locally: apt-get "
-            "install chromium)"
-        )
-    report = tiny_report[3]
-    report.save(tmp_path / "r")
-    page = (tmp_path / "r" / "report.html").resolve()
+def headless_screenshot(browser: str, page, tmp_path, *, window: str = "1200,2000"):
+    """Load ``page`` in headless ``browser``, screenshot it; assert no console error."""
     shot = tmp_path / "shot.png"
     proc = subprocess.run(
         [
@@ -235,10 +227,10 @@ def test_report_loads_in_headless_chromium(tiny_report, tmp_path):
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={shot}",
-            "--window-size=1200,2000",
+            f"--window-size={window}",
             "--enable-logging=stderr",
             "--v=0",
-            page.as_uri(),
+            page.resolve().as_uri(),
         ],
         capture_output=True,
         text=True,
@@ -246,6 +238,20 @@ def test_report_loads_in_headless_chromium(tiny_report, tmp_path):
     )
     assert "Uncaught" not in proc.stderr and "ERROR:CONSOLE" not in proc.stderr, proc.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 0, proc.stderr[-2000:]
+    return shot, proc
+
+
+def test_report_loads_in_headless_chromium(tiny_report, tmp_path):
+    browser = _find_chromium()
+    if browser is None:
+        pytest.skip(
+            "chromium not found (CI installs Debian's chromium in .ci/run; locally: apt-get "
+            "install chromium)"
+        )
+    report = tiny_report[3]
+    report.save(tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").resolve()
+    shot, _ = headless_screenshot(browser, page, tmp_path)
     assert cv2.imread(str(shot)) is not None
     _check_html(page.read_text())
 

@@ -36,6 +36,8 @@ _LAZY = {
     "TrainingTap": "training_tap",
     "run_audit": "audit",
     "smooth": "methods",
+    "TokenExplanation": "tokens_text",
+    "split_model": "intervention",
 }
 
 if TYPE_CHECKING:
@@ -45,9 +47,11 @@ if TYPE_CHECKING:
     from .explainer import Explainer, clear_cache, explain
     from .explanation import Explanation
     from .export.pipeline import export
+    from .intervention import split_model
     from .methods import smooth
     from .taps import Tap, auto_layer, layer_paths, logits_model, tap
     from .tokens import TokenGrid
+    from .tokens_text import TokenExplanation
     from .training_tap import TrainingTap
 
 
@@ -74,6 +78,7 @@ __all__ = [
     "Explanation",
     "ModelStructureError",
     "Tap",
+    "TokenExplanation",
     "TokenGrid",
     "TrainingTap",
     "XaiError",
@@ -90,5 +95,6 @@ __all__ = [
     "methods",
     "run_audit",
     "smooth",
+    "split_model",
     "tap",
 ]

@@ -196,6 +196,10 @@ def run_demo(
 
         vit_manifest = vit_section(out, sample, shipped_model_path(VIT_MODEL), grid_rows)
         written.extend(out / f for f in vit_manifest.pop("files"))
+    from .demo_text import run_text_demo  # the shipped text model, on its tokens
+
+    text = run_text_demo(out / "text", seed=seed + 2)
+    written.extend(out / "text" / name for name in text.pop("files"))
     manifest = {
         "model": str(model_path or shipped_model_path()),
         "images": sample.source,
@@ -210,6 +214,7 @@ def run_demo(
         "per_image": rows,
         "audit_flags": audit_flags,
         "vit": vit_manifest,
+        "text": text,
         "seconds": round(time.perf_counter() - start, 2),
     }
     written.append(out / "manifest.json")

@@ -65,11 +65,17 @@ class Engine:
     Args:
         tap: the tap whose model returns ``[logits, *activations]``.
         jit_compile: ``"auto"``, True or False (see module docstring).
+        num_wrt: input gradients are taken w.r.t. the first ``num_wrt`` model inputs only; the
+            others are context, passed at their own dtype and not differentiated (e.g. the token
+            ids beside the embedding values of :mod:`xai.intervention`). None: every input.
     """
 
-    def __init__(self, tap: Tap, jit_compile: JitMode = "auto") -> None:
+    def __init__(
+        self, tap: Tap, jit_compile: JitMode = "auto", *, num_wrt: int | None = None
+    ) -> None:
         self.tap = tap
         self.jit_compile = resolve_jit(jit_compile)
+        self.num_wrt = num_wrt
         self._steps: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._derived: dict[Hashable, Any] = {}
         model = tap.model
@@ -77,6 +83,7 @@ class Engine:
             tf.TensorSpec((None, *t.shape[1:]), dtype=t.dtype) for t in model.inputs
         ]
         self.trace_count = 0  # number of times any step was traced (for tests and benchmarks)
+        self._discrete_inputs = any(not s.dtype.is_floating for s in self._input_specs)
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -144,13 +151,24 @@ class Engine:
             # Watching the inputs records every op downstream of them, so gradients reach the
             # tapped activations even when the model is frozen (trainable=False): a tape that only
             # watched variables would record nothing there and return zeros.
+            n_wrt = len(inputs) if self.num_wrt is None else self.num_wrt
             with tf.GradientTape(watch_accessed_variables=False) as tape:
-                inputs = [tf.cast(x, tf.float32) if not x.dtype.is_floating else x for x in inputs]
-                for x in inputs:
+                inputs = [
+                    tf.cast(x, tf.float32) if i < n_wrt and not x.dtype.is_floating else x
+                    for i, x in enumerate(inputs)
+                ]
+                for x in inputs[:n_wrt]:
                     tape.watch(x)
+                if kind == "layers" and self._discrete_inputs:
+                    # Nothing downstream of integer ids is recorded (an Embedding's lookup is not
+                    # differentiable in its ids): watch the variables, so the ops after the
+                    # lookup are, and gradients reach the tapped activations.
+                    for v in self.tap.model.variables:
+                        if "float" in str(v.dtype):  # not integer states (seed generators)
+                            tape.watch(getattr(v, "value", v))  # the backend variable
                 logits, acts = self._call_tap(inputs)
                 score, resolved = self._score(logits, cls, target_fn)
-            wrt = acts if kind == "layers" else inputs
+            wrt = acts if kind == "layers" else inputs[:n_wrt]
             # Samples are independent in inference mode, so d(sum of scores) gives per-sample grads
             # (a vector target is differentiated as its sum)
             grads = tape.gradient(score, wrt, unconnected_gradients=tf.UnconnectedGradients.ZERO)

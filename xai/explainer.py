@@ -75,6 +75,10 @@ class Explainer:
         class_names: optional names of the classes, used in captions and saved manifests.
         token_grid: for a transformer whose tokens' patch grid cannot be inferred (see
             :mod:`xai.tokens`): ``(rows, columns)`` or a :class:`~xai.tokens.TokenGrid`.
+        attribute_at: a layer path at whose output the input-gradient methods (saliency,
+            gradient x input, integrated gradients, the SmoothGrad family) attribute instead of
+            the inputs (see :mod:`xai.intervention`); token models do it at their embedding
+            without it (see :mod:`xai.tokens_text`).
     """
 
     def __init__(
@@ -86,7 +90,8 @@ class Explainer:
         jit_compile: JitMode = "auto",
         class_names: Sequence[str] | None = None,
         token_grid: TokenGrid | tuple[int, int] | None = None,
-        _engines: dict[bool | str, Engine] | None = None,
+        attribute_at: str | None = None,
+        _engines: dict[Any, Any] | None = None,
     ) -> None:
         self.model = check_graph_model(model)
         self.token_grid = check_token_grid(token_grid)
@@ -94,10 +99,13 @@ class Explainer:
         self.output = output
         self.jit_compile = jit_compile
         self.class_names = tuple(str(c) for c in class_names) if class_names is not None else None
-        self._engines: dict[bool | str, Engine] = {} if _engines is None else _engines
+        self._engines: dict[Any, Any] = {} if _engines is None else _engines
         resolve_output(self.model, output)  # validate now; taps are built lazily, once
         if layer is not None:  # validate early, with did-you-mean
             resolve_layers(self.model, layer)
+        self.attribute_at = attribute_at
+        if attribute_at is not None:
+            resolve_layers(self.model, attribute_at)
         self.data_format = model_data_format(self.model)
         self.layouts = input_layouts(self.model, self.data_format)  # computed once
 
@@ -260,6 +268,22 @@ class Explainer:
     ) -> Explanation:
         """Explain ``images``; see :func:`xai.explain` for the arguments."""
         m = methods_mod.get(method)
+        from .tokens_text import route
+
+        routed = route(
+            self,
+            m,
+            images,
+            targets=targets,
+            batch_size=batch_size,
+            seed=seed,
+            preprocess=preprocess,
+            value_range=value_range,
+            progress=progress,
+            params=params,
+        )
+        if routed is not None:  # attribution at a layer / token models (xai.intervention)
+            return routed
         run_params = m.resolve_params(params)
         if value_range is not None:
             from .viz import check_value_range
@@ -420,7 +444,9 @@ def explain(
         targets: ``None``/``"predicted"`` (the top class), an int for every sample, one int per
             sample, or a callable ``f(logits) -> (batch,)`` scores.
         layer: CAM layer path(s); None auto-selects (the last spatial layer, nested models
-            included). Several layers are fused (mean of normalised maps).
+            included). Several layers are fused (mean of normalised maps). For saliency,
+            gradient x input, integrated gradients and the SmoothGrad family, the layer at whose
+            output they attribute (:mod:`xai.intervention`; token models: the embedding).
         output: which output of a multi-output model (index or name).
         batch_size: samples per compiled step (memory bound).
         seed: seed of stochastic methods; None draws one and records it in ``params``.
@@ -445,6 +471,12 @@ def explain(
     if isinstance(method, str) and method not in methods_mod.available():
         methods_mod.get(method)  # fail fast with did-you-mean, before building anything
     model = check_graph_model(model)
+    attribute_at = None
+    if layer is not None and isinstance(layer, str):
+        from .intervention import supports_layer_attribution
+
+        if supports_layer_attribution(methods_mod.get(method)):
+            attribute_at, layer = layer, None  # an input method's layer= means "attribute there"
     explainer = Explainer(
         model,
         layer=layer,
@@ -452,6 +484,7 @@ def explain(
         jit_compile=jit_compile,
         class_names=class_names,
         token_grid=token_grid,
+        attribute_at=attribute_at,
         _engines=_cached_engines(model, layer, output, jit_compile, token_grid),
     )
     return explainer.explain(
@@ -469,7 +502,7 @@ def explain(
 
 # model -> {(layer, output, jit): engines of an Explainer}. Weak keys: a deleted model is freed
 # (taps hold their source model weakly, so the values do not keep the key alive).
-_Engines = dict[bool | str, Engine]
+_Engines = dict[Any, Any]
 _ENGINES: weakref.WeakKeyDictionary[keras.Model, dict[tuple[Any, ...], _Engines]] = (
     weakref.WeakKeyDictionary()
 )

@@ -339,6 +339,7 @@ class Explanation:
                     (f"overlay{suffix}_{i:04d}.png", io.write_png, o)
                     for i, o in enumerate(overlays)
                 )
+        items.extend(self._extra_files())
         manifest = self.to_dict() | {
             "files": [name for name, _, _ in items],
             "overlay": {"alpha": alpha, "colormap": colormap},
@@ -353,6 +354,10 @@ class Explanation:
                 path.unlink(missing_ok=True)
             raise
         return written
+
+    def _extra_files(self) -> list[tuple[str, Any, Any]]:
+        """More ``(name, writer, value)`` files for :meth:`save` (subclasses: token pages)."""
+        return []
 
     def _repr_html_(self) -> str:
         from . import io

@@ -67,6 +67,12 @@ def run(args: Any) -> int:
     if manifest["audit_flags"] is not None:
         raised = "; ".join(manifest["audit_flags"]) or "no flags raised"
         print(f"  wrote {out / 'audit' / 'report.html'} (audit: {raised})")
+    text = manifest.get("text")
+    if text:
+        print(
+            f"  wrote {out / 'text' / 'tokens.html'} (text model, integrated gradients at the "
+            f"embedding: top token = deciding word in {text['top_token_is_deciding_word']:.0%})"
+        )
     print(f"  wrote {out / 'manifest.json'}")
     print(f"  done in {manifest['seconds']:.1f} s")
     return 0
