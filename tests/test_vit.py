@@ -268,3 +268,8 @@ def test_cnn_with_an_attention_head_keeps_its_feature_map():
     t = keras.layers.MultiHeadAttention(2, 4, name="attention")(t, t)
     out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(t))
     assert xai.auto_layer(keras.Model(inputs, out)) == "conv"
+
+
+def test_attribution_at_a_port_is_refused_clearly(small_vit, images):
+    with pytest.raises(ModelStructureError, match="not a port"):
+        xai.explain(small_vit, images, "integrated_gradients", layer="block1_attention:input")

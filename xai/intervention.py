@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from .engine import Engine, JitMode
 from .errors import ModelStructureError, XaiValueError, bad_type, bad_value
+from .graph import split_port
 from .heads import head_activation
 from .inspection import (
     InputInfo,
@@ -142,6 +143,13 @@ def split_model(
         raise bad_type("layer", "a layer name or 'outer/inner' path (str)", layer)
     out_index = resolve_output(model, output)
     node = get_layer(model, layer)
+    port = split_port(layer)[1]
+    if port is not None:
+        raise ModelStructureError(
+            f"Attribution at a layer replaces that layer's output, so it takes a layer, not a "
+            f"port. Received: layer={layer!r}. Name the layer whose output is wanted (for a "
+            "transformer's attention input, the normalisation layer before it)."
+        )
     prefix = Tap.build(model, [layer, *[p for p in extra if p != layer]], output=out_index)
     h_sym = prefix.model.outputs[1]
     if not isinstance(h_sym, keras.KerasTensor) or h_sym.shape is None:
