@@ -378,6 +378,9 @@ def test_errors_are_clear(keyword):
         xai.explain(model, data.ids[:1] + 0.5, "saliency")
     with pytest.raises(XaiValueError, match="tokens"):
         xai.explain(model, data.ids[:2], "saliency").with_tokens([["a"] * 16])
+    for method in ("rise", "guided_backprop"):  # they would perturb or differentiate the ids
+        with pytest.raises(xai.ModelStructureError, match="integer token ids"):
+            xai.explain(model, data.ids[:1], method)
 
 
 # ----------------------------------------------------------------------------------- pictures

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _validation
 from . import targets as targets_mod
-from .errors import XaiValueError, bad_type, bad_value
+from .errors import ModelStructureError, XaiValueError, bad_type, bad_value
 from .explanation import ExplainedInput, Explanation
 from .graph import ModelGraph, is_nested_model
 from .inspection import InputInfo, get_layer
@@ -384,6 +384,16 @@ def route(
             info = None  # another layer of a token model: a plain layer attribution
     elif any(not _is_float(t.dtype) for t in explainer.model.inputs):
         info = token_model_of(explainer)
+        if info is not None and method.space == "input" and not (
+            layer_method or method.name == "occlusion"
+        ):
+            raise ModelStructureError(
+                f"Method {method.name!r} perturbs or differentiates the model's inputs, which for "
+                f"token model {explainer.model.name!r} are integer token ids: the result would "
+                "mean nothing. Use integrated_gradients, saliency, gradient_x_input or the "
+                "smoothgrad family (they attribute at the embedding), occlusion (tokens replaced "
+                "by the padding id), or a CAM method on a layer."
+            )
         if info is None or not (layer_method or method.name == "occlusion"):
             return None
         at = info.layer
