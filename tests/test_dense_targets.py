@@ -289,3 +289,19 @@ def test_a_single_sigmoid_channel_map_has_classes_minus_z_and_z(x16):
     np.testing.assert_allclose(zero.attributions, -one.attributions, rtol=1e-6)
     auto = xai.explain(binary, x16, "saliency", targets=xai.targets.region(0))
     np.testing.assert_allclose(auto.scores, -(z * (z < 0)).sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_the_explain_callback_takes_a_region_target(seg, x16, tmp_path):
+    from xai.callbacks import ExplainCallback
+
+    mask = np.zeros((16, 16), bool)
+    mask[4:12, 4:12] = True
+    callback = ExplainCallback(
+        x16[:2], method="saliency", targets=xai.targets.region(1, mask), output_dir=tmp_path
+    )
+    callback.set_model(seg)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    expected = xai.explain(seg, x16[:2], "saliency", targets=xai.targets.region(1, mask))
+    assert callback.latest.target == expected.target
+    np.testing.assert_allclose(callback.latest.attributions, expected.attributions, rtol=1e-5)
