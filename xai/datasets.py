@@ -164,6 +164,26 @@ def _check_choice(param: str, value: Any, options: tuple[str, ...]) -> str:
     return value
 
 
+def _check_sizes(num_images: Any, seed: Any, image_size: Any) -> tuple[int, int, int]:
+    """Validated ``(num_images, seed, image_size)`` of a generator (:func:`make_shapes`,
+    :func:`xai.scenes.make_scenes`)."""
+    num_images = _check_int("num_images", num_images)
+    if num_images < 1:
+        raise bad_value("num_images", "an int >= 1", num_images)
+    seed = _check_int("seed", seed)
+    if seed < 0:
+        raise bad_value("seed", "a non-negative int", seed)
+    image_size = _check_int("image_size", image_size)
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise bad_value(
+            "image_size",
+            f"an int from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}",
+            image_size,
+            "The default, 64, keeps training and explanations fast.",
+        )
+    return num_images, seed, image_size
+
+
 def make_shapes(
     num_images: int,
     *,
@@ -192,20 +212,7 @@ def make_shapes(
         XaiValueError: a value out of range or an unknown variant/split.
         XaiTypeError: a non-int ``num_images``, ``seed`` or ``image_size``.
     """
-    num_images = _check_int("num_images", num_images)
-    if num_images < 1:
-        raise bad_value("num_images", "an int >= 1", num_images)
-    seed = _check_int("seed", seed)
-    if seed < 0:
-        raise bad_value("seed", "a non-negative int", seed)
-    image_size = _check_int("image_size", image_size)
-    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise bad_value(
-            "image_size",
-            f"an int from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}",
-            image_size,
-            "The default, 64, keeps training and explanations fast.",
-        )
+    num_images, seed, image_size = _check_sizes(num_images, seed, image_size)
     variant = _check_choice("variant", variant, VARIANTS)
     split = _check_choice("split", split, SPLITS)
     if split == "swapped" and variant != "shortcut":
@@ -284,16 +291,7 @@ def _render_scene(
     corner_box: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One cluttered background with one object. Returns (uint8 RGB image, bool object mask)."""
-    # Smooth background: a linear gradient between two colours plus low-frequency blotches.
-    c0, c1 = rng.uniform(40, 215, size=(2, 3))
-    angle = rng.uniform(0, 2 * math.pi)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
-    t = xx * math.cos(angle) + yy * math.sin(angle)
-    t = (t - t.min()) / (t.max() - t.min())
-    background = c0 + (c1 - c0) * t[..., None]
-    blotches = rng.normal(0.0, 18.0, size=(5, 5, 3)).astype(np.float32)
-    background += cv2.resize(blotches, (size, size), interpolation=cv2.INTER_CUBIC)
-    canvas = np.clip(np.rint(background), 0, 255).astype(np.uint8)
+    canvas = _background(rng, size)
 
     # Object geometry first, so that the distractor blobs can keep clear of it.
     radius = rng.uniform(profile["r_min"], profile["r_max"]) * size
@@ -306,9 +304,32 @@ def _render_scene(
     else:  # pragma: no cover - the ranges above always leave room
         cx = cy = (size - 1) / 2
     rotation = rng.uniform(0, 2 * math.pi)
+    _distractors(rng, canvas, [(cx, cy, reach)])
+    image, mask = _draw_object(rng, canvas, class_name, (cx, cy, radius, rotation), profile)
+    return _sensor_noise(rng, image), mask
 
-    # Distractors: thin lines anywhere (the object is drawn over them) and small blobs that keep
-    # clear of the object. Neither is a class shape.
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour gradient plus low-frequency blotches, uint8 ``(size, size, 3)``."""
+    c0, c1 = rng.uniform(40, 215, size=(2, 3))
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    t = xx * math.cos(angle) + yy * math.sin(angle)
+    t = (t - t.min()) / (t.max() - t.min())
+    background = c0 + (c1 - c0) * t[..., None]
+    blotches = rng.normal(0.0, 18.0, size=(5, 5, 3)).astype(np.float32)
+    background += cv2.resize(blotches, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.rint(background), 0, 255).astype(np.uint8)
+
+
+def _distractors(
+    rng: np.random.Generator, canvas: np.ndarray, objects: list[tuple[float, float, float]]
+) -> None:
+    """Thin lines anywhere and small blobs clear of every ``(cx, cy, reach)`` object, in place.
+
+    Neither is a class shape; the objects are drawn over the lines afterwards.
+    """
+    size = canvas.shape[0]
     for _ in range(int(rng.integers(2, 5))):
         p0, p1 = rng.uniform(0, size - 1, size=(2, 2))
         cv2.line(canvas, _fixed(p0), _fixed(p1), _color(rng), 1, cv2.LINE_AA, _AA_SHIFT)
@@ -317,7 +338,7 @@ def _render_scene(
         axes = (axis, axis * rng.uniform(0.35, 0.7))
         for _ in range(50):
             bx, by = rng.uniform(axis, size - 1 - axis, size=2)
-            if math.hypot(bx - cx, by - cy) > reach + axis + 2:
+            if all(math.hypot(bx - cx, by - cy) > reach + axis + 2 for cx, cy, reach in objects):
                 break
         else:
             continue
@@ -334,7 +355,20 @@ def _render_scene(
             _AA_SHIFT,
         )
 
-    # The object: anti-aliased coverage, blended over the background in its own colour.
+
+def _draw_object(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    class_name: str,
+    geometry: tuple[float, float, float, float],
+    profile: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend one anti-aliased object of ``(cx, cy, radius, rotation)`` over ``canvas``.
+
+    Returns the float32 image and the bool object mask (coverage >= 0.5).
+    """
+    cx, cy, radius, rotation = geometry
+    size = canvas.shape[0]
     coverage = np.zeros((size, size), np.uint8)
     if class_name == "circle":
         cv2.circle(
@@ -354,15 +388,18 @@ def _render_scene(
             coverage, [np.rint(points * _AA_ONE).astype(np.int32)], 255, cv2.LINE_AA, _AA_SHIFT
         )
     mask = coverage >= 128
-    under = canvas[mask].astype(np.float64).mean(axis=0)
+    under = np.asarray(canvas)[mask].astype(np.float64).mean(axis=0)
     color = _contrasting_color(rng, under, profile["contrast_min"], profile["contrast_max"])
     alpha = coverage.astype(np.float32)[..., None] / 255.0
     image = canvas.astype(np.float32) * (1.0 - alpha) + color.astype(np.float32) * alpha
+    return image, mask
 
-    # Sensor-like noise over everything.
+
+def _sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Sensor-like Gaussian pixel noise over everything; uint8 result."""
     sigma = rng.uniform(3.0, 9.0)
-    image += rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+    image = image + rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def _clear_of_corners(cx: float, cy: float, reach: float, box: int, size: int) -> bool:

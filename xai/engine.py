@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import targets as targets_mod
+from .dense_targets import StructuredTarget
 from .errors import XaiValueError, bad_value
 from .taps import Tap
 
@@ -131,16 +132,26 @@ class Engine:
     ) -> Callable[..., Any]:
         n_inputs = len(self._input_specs)
         signature = [*self._input_specs, tf.TensorSpec((None,), tf.int32)]
+        structured = target_fn if isinstance(target_fn, StructuredTarget) else None
+        if structured is not None:  # its per-sample arrays are step arguments, not constants
+            signature += structured.specs()
+            target_fn = None
+
+        def score_of(logits: tf.Tensor, cls: tf.Tensor, arrays: Sequence[tf.Tensor]) -> Any:
+            if structured is not None:
+                return structured.score(logits, cls, *arrays), cls
+            return self._score(logits, cls, target_fn)
 
         def step(*args: tf.Tensor) -> Any:
             self.trace_count += 1  # runs at trace time only
             inputs, cls = list(args[:n_inputs]), args[n_inputs]
+            arrays = args[n_inputs + 1 :]
             if kind == "forward":
                 logits, _ = self._call_tap(inputs)
                 return tf.cast(logits, tf.float32)
             if kind == "values":  # activations without gradients (attention rollout)
                 logits, acts = self._call_tap(inputs)
-                score, resolved = self._score(logits, cls, target_fn)
+                score, resolved = score_of(logits, cls, arrays)
                 values = [tf.cast(v, tf.float32) for v in self._as_maps(acts)]
                 return (
                     tf.cast(logits, tf.float32),
@@ -167,7 +178,7 @@ class Engine:
                         if "float" in str(v.dtype):  # not integer states (seed generators)
                             tape.watch(getattr(v, "value", v))  # the backend variable
                 logits, acts = self._call_tap(inputs)
-                score, resolved = self._score(logits, cls, target_fn)
+                score, resolved = score_of(logits, cls, arrays)
             wrt = acts if kind == "layers" else inputs[:n_wrt]
             # Samples are independent in inference mode, so d(sum of scores) gives per-sample grads
             # (a vector target is differentiated as its sum)
@@ -195,7 +206,9 @@ class Engine:
         ]
 
     def _step(self, kind: str, target_fn: Any, reduce: Reducer | None = None) -> Callable[..., Any]:
-        key = (kind, target_fn, reduce)
+        # A structured target's step depends on its structure only (its data are arguments).
+        fn_key = target_fn.key if isinstance(target_fn, StructuredTarget) else target_fn
+        key = (kind, fn_key, reduce)
         if key not in self._steps:
             self._steps[key] = self._build(kind, target_fn, reduce)
         return self._steps[key]
@@ -240,11 +253,7 @@ class Engine:
 
         ``reduce(values, [])`` (see :data:`Reducer`) runs inside the step when given.
         """
-        target_fn = targets if callable(targets) else None
-        cls = None if target_fn is not None else cast(np.ndarray, targets)
-        logits, resolved, score, values = self._step("values", target_fn, reduce)(
-            *self._prepare(inputs, cls)
-        )
+        logits, resolved, score, values = self._run("values", inputs, targets, reduce)
         return StepResult(
             logits=logits.numpy(),
             targets=resolved.numpy(),
@@ -252,6 +261,22 @@ class Engine:
             values=[v.numpy() for v in values],
             gradients=[],
         )
+
+    def _run(
+        self,
+        kind: str,
+        inputs: Sequence[np.ndarray],
+        targets: Any,
+        reduce: Reducer | None = None,
+    ) -> Any:
+        """Call the compiled step of ``kind`` for ``targets`` (classes, callable or structured)."""
+        if isinstance(targets, StructuredTarget):
+            args = self._prepare(inputs, targets.classes)
+            args += [tf.convert_to_tensor(a, tf.float32) for a in targets.arrays]
+            return self._step(kind, targets, reduce)(*args)
+        target_fn = targets if callable(targets) else None
+        cls = None if target_fn is not None else cast(np.ndarray, targets)
+        return self._step(kind, target_fn, reduce)(*self._prepare(inputs, cls))
 
     def gradients(
         self,
@@ -265,18 +290,16 @@ class Engine:
 
         Args:
             inputs: one array per model input, each ``(B, ...)``.
-            targets: int32 ``(B,)`` class indices (``-1`` = predicted) or a callable on the logits.
+            targets: int32 ``(B,)`` class indices (``-1`` = predicted), a callable on the logits,
+                or a :class:`~xai.dense_targets.StructuredTarget` (region, box, D-RISE) of ``B``
+                rows.
             wrt: ``"layers"`` for the tapped activations, ``"inputs"`` for the model inputs.
             reduce: optional ``reduce(values, gradients) -> tensors`` run inside the compiled
                 step (see :data:`Reducer`); its result comes back as ``values`` and
                 ``gradients`` is empty.
         """
-        target_fn = targets if callable(targets) else None
-        cls = None if target_fn is not None else cast(np.ndarray, targets)
-        logits, resolved, score, values, grads = self._step(wrt, target_fn, reduce)(
-            *self._prepare(inputs, cls)
-        )
-        if target_fn is not None and score.shape[0] != len(inputs[0]):
+        logits, resolved, score, values, grads = self._run(wrt, inputs, targets, reduce)
+        if callable(targets) and score.shape[0] != len(inputs[0]):
             raise XaiValueError(
                 "`targets` callable must return one score per sample, shape (batch,). "
                 f"Received: a vector of {score.shape[0]} scores for a batch of "

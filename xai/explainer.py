@@ -14,6 +14,7 @@ from . import _validation, postprocess
 from . import methods as methods_mod
 from . import targets as targets_mod
 from ._progress import progress_bar as tqdm
+from .dense_targets import StructuredTarget
 from .engine import Engine, JitMode, resolve_jit
 from .errors import ModelStructureError, bad_type, bad_value
 from .explanation import ExplainedInput, Explanation
@@ -297,7 +298,7 @@ class Explainer:
             run_params["seed"] = int(seed)
         raw, ready = self.prepare(images, preprocess)
         tap = self.engine(self.engine_kind(m)).tap
-        resolved = targets_mod.resolve(targets, len(ready[0]), tap.head, tap.num_logits)
+        resolved = targets_mod.resolve_for_tap(targets, len(ready[0]), tap)
         return self.run(
             m,
             run_params,
@@ -412,6 +413,7 @@ class Explainer:
             value_range=value_range,
             layer_maps=layer_maps,
             class_names=self.class_names,
+            target=resolved.record() if isinstance(resolved, StructuredTarget) else None,
         )
 
 

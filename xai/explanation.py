@@ -75,6 +75,8 @@ class Explanation:
         display: the recipe that turns ``raw`` into heatmaps.
         value_range: display range of float image inputs (None: 0-255 for uint8, 0-1 for float).
         class_names: optional names for class indices.
+        target: for a structured target (``xai.targets.region``/``box``/``drise``), what it was:
+            its kind, class, mask source or box (JSON-able); None for class indices and callables.
     """
 
     method: str
@@ -89,6 +91,7 @@ class Explanation:
     value_range: tuple[float, float] | None = None
     layer_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
+    target: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ per input
     @property
@@ -134,7 +137,8 @@ class Explanation:
         """Predicted class per sample (argmax of the class logits; ``[-z, z]`` for binary heads)."""
         if self.probabilities is not None:
             return self.probabilities.argmax(axis=1).astype(np.int64)
-        return self.logits.argmax(axis=1).astype(np.int64)
+        # a dense output (segmentation map, per-anchor logits): the class per position
+        return self.logits.argmax(axis=1 if self.logits.ndim <= 2 else -1).astype(np.int64)
 
     @functools.cached_property
     def images(self) -> tuple[np.ndarray | None, ...]:
@@ -295,11 +299,11 @@ class Explanation:
             "display": self.display.to_dict(),
             "num_samples": len(self),
             "targets": self.targets.tolist(),
-            "predictions": self.predictions.tolist(),
+            "predictions": self.predictions.tolist() if self.logits.ndim <= 2 else None,
             "scores": self.scores.tolist(),
             "probabilities": None if self.probabilities is None else self.probabilities.tolist(),
             "class_names": list(self.class_names) if self.class_names else None,
-        }
+        } | ({"target": dict(self.target)} if self.target is not None else {})
 
     def save(
         self, directory: str | Path, *, alpha: float = 0.4, colormap: str = "jet"

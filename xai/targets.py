@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .errors import bad_type, bad_value
+from .dense_targets import (
+    BoxSpec,
+    DriseSpec,
+    RegionSpec,
+    StructuredTarget,
+    TargetSpecs,
+    resolve_spec,
+)
+from .errors import XaiValueError, bad_type, bad_value
 
 PREDICTED = -1
-TargetSpec = None | str | int | Sequence[int] | np.ndarray | Callable[[Any], Any]
+TargetSpec = (
+    None | str | int | Sequence[int] | np.ndarray | Callable[[Any], Any] | RegionSpec | BoxSpec
+)
 
 
 def is_binary(head: str, num_logits: int) -> bool:
@@ -44,7 +54,10 @@ def class_logits(logits: tf.Tensor, head: str, num_logits: int) -> tf.Tensor:
 
 
 def probabilities(logits: np.ndarray, head: str, num_logits: int) -> np.ndarray | None:
-    """The model's own probabilities from its logits (None for a linear, unnormalised head)."""
+    """The model's own probabilities from its logits (None for a linear, unnormalised head, and
+    for a dense output such as a segmentation map, whose per-pixel probabilities are not kept)."""
+    if np.ndim(logits) > 2:
+        return None
     z = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
     if head == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -130,3 +143,108 @@ def resolve(
             "Check the class numbering of your labels.",
         )
     return values.astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Dense outputs: segmentation regions, detection boxes, D-RISE (see xai.dense_targets)
+# --------------------------------------------------------------------------------------------
+
+
+def region(class_index: int | Sequence[int], mask: Any = None) -> RegionSpec:
+    """Explain the sum of one class's logits over a region of a segmentation output.
+
+    For a model whose output is per-pixel logits ``(N, H', W', K)`` (a final softmax/sigmoid is
+    removed, as for classifiers), the score is ``sum_p mask[p] * z[p, class_index]``.
+
+    Args:
+        class_index: the class, one int for every image or one per image.
+        mask: the region: a boolean (or non-negative weight) array shaped like the input image
+            ``(H, W)`` or like the output grid ``(H', W')``, one for every image or ``(N, H, W)``
+            one per image; resized to the output grid (area averaging down, bilinear up). None:
+            the pixels the model itself assigns to the class (argmax of the clean image's output,
+            frozen: not differentiated through, and not moved by noise or perturbations).
+
+    Returns:
+        A target for ``xai.explain(..., targets=...)``, usable with every registered method.
+    """
+    return RegionSpec(class_index, mask)
+
+
+def box(
+    box: Sequence[float] | np.ndarray,
+    class_index: int | Sequence[int],
+    *,
+    anchors: Any = None,
+    iou_threshold: float = 0.5,
+) -> BoxSpec:
+    """Explain a detection box of a detector's raw, dense outputs (before non-max suppression).
+
+    The score is the sum of the class logit ``class_index`` over the anchors that match ``box``:
+    those whose IoU with it is at least ``iou_threshold`` (0.5, RetinaNet's positive-match rule),
+    or, when none reaches it, the anchors of highest IoU (the "low-quality match" of Faster R-CNN
+    and RetinaNet). Explain the class output (e.g. ``output="cls_logits"`` for keras-hub's
+    RetinaNet, shape ``(N, anchors, classes)``).
+
+    Args:
+        box: ``(x0, y0, x1, y1)`` in input pixels (``x1``/``y1`` exclusive), or ``(N, 4)``, one
+            per image.
+        class_index: the class, one int or one per image.
+        anchors: ``(A, 4)`` anchor boxes ``(x0, y0, x1, y1)`` in output order
+            (:func:`xai.boxes.retinanet_anchors`, :func:`xai.boxes.shapes_anchors`).
+        iou_threshold: IoU from which an anchor matches the box.
+    """
+    return BoxSpec(box, class_index, anchors, float(iou_threshold))
+
+
+def drise(box: Sequence[float] | np.ndarray, class_index: Any) -> DriseSpec:
+    """D-RISE target (Petsiuk et al., CVPR 2021) on decoded detections ``(N, D, 4 + 1 + C)``.
+
+    The score of an image is ``max_j IoU(box, L_j) * O_j * cos(P_t, P_j)`` over the detections
+    ``j`` (box ``L_j``, objectness ``O_j``, class probabilities ``P_j``), with ``P_t`` the one-hot
+    vector of ``class_index`` (or a given probability vector). Meant for RISE and occlusion (it is
+    differentiable too). :func:`xai.boxes.detections_model` builds such an output.
+    """
+    return DriseSpec(box, class_index)
+
+
+def resolve_for_tap(targets: TargetSpec, n: int, tap: Any) -> Any:
+    """:func:`resolve` with what the tap knows (output and input shapes): dense targets too.
+
+    On a dense output (a segmentation map ``(N, H', W', K)``, per-anchor logits ``(N, A, K)``),
+    a class index ``k`` means ``region(k)``; ``"predicted"`` has no single meaning there.
+    """
+    output_shape = tuple(tap.model.outputs[0].shape[1:])
+    info = tap.input_layouts[0] if tap.input_layouts else None
+    input_shape = tuple(tap.model.inputs[0].shape[1:])
+    if info is not None and tap.data_format == "channels_first":
+        input_shape = input_shape[1:]
+    if isinstance(targets, TargetSpecs):
+        return resolve_spec(
+            targets,
+            n,
+            head=tap.head,
+            num_logits=tap.num_logits,
+            output_shape=output_shape,
+            input_shape=input_shape,
+        )
+    if (
+        len(output_shape) >= 2
+        and not callable(targets)
+        and not isinstance(targets, StructuredTarget)
+    ):
+        if targets is None or isinstance(targets, str):
+            raise XaiValueError(
+                "`targets` must name a class for a model with a dense output (shape (batch, "
+                f"{', '.join(map(str, output_shape))})): there is no single predicted class. "
+                f"Received: targets={targets!r}. Pass a class index (explained over the pixels "
+                "the model assigns to it), xai.targets.region(k, mask) for a region, or a callable."
+            )
+        return resolve_spec(
+            RegionSpec(targets),
+            n,
+            head=tap.head,
+            num_logits=tap.num_logits,
+            output_shape=output_shape,
+            input_shape=input_shape,
+        )
+    return resolve(targets, n, tap.head, tap.num_logits)

@@ -6,7 +6,7 @@ weights. Layer names are fixed so tests can address them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -473,4 +473,38 @@ def shapes_cnn(
     x = block(x, 64, "last_conv", "last_bn", "last_relu")
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outputs = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def conv_bn_relu(x: Any, filters: int, name: str, **kwargs: Any) -> Any:
+    """A 3x3 ``Conv2D`` (no bias) -> ``BatchNormalization`` -> ``ReLU`` block, layers named
+    ``name``, ``name_bn``, ``name_relu`` (the dense demo models' building block)."""
+    x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=name, **kwargs)(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x)
+
+
+def shapes_segmenter(
+    image_size: int = 64, num_classes: int = 5, *, name: str = "shapes_segmenter"
+) -> keras.Model:
+    """The architecture of the shipped segmentation demo model, untrained.
+
+    ``Input`` (RGB floats in 0-255) -> ``Rescaling(1/255)`` -> five Conv-BN-ReLU blocks down to
+    stride 4 (the last two dilated; ``features_relu`` is 16x16 at 64x64) -> 1x1 ``seg_logits`` ->
+    bilinear ``UpSampling2D(4)`` -> ``Softmax`` named ``probabilities``: per-pixel class
+    probabilities ``(N, H, W, num_classes)``, class 0 the background.
+    ``datasets/train_dense_models.py`` trains it on :func:`xai.scenes.make_scenes`.
+    """
+
+    block = conv_bn_relu
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = L.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = block(x, 16, "conv1")
+    x = block(x, 32, "conv2", strides=2)
+    x = block(x, 48, "conv3", strides=2)
+    x = block(x, 48, "context", dilation_rate=2)
+    x = block(x, 48, "features", dilation_rate=4)
+    x = L.Conv2D(num_classes, 1, name="seg_logits")(x)
+    x = L.UpSampling2D(4, interpolation="bilinear", name="upsample")(x)
+    outputs = L.Softmax(name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -15,6 +15,7 @@ from typing import Any
 from .checks import THRESHOLDS, audit, run_audit
 from .faithfulness import auc
 from .localisation import energy_inside, pointing_game
+from .regions import region_localisation
 from .report import AuditReport, Flag
 from .sanity import EDGE_DETECTOR, spearman, ssim
 
@@ -35,6 +36,7 @@ __all__ = [
     "auc",
     "energy_inside",
     "pointing_game",
+    "region_localisation",
     "run_audit",
     "spearman",
     "ssim",

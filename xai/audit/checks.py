@@ -21,7 +21,7 @@ import numpy as np
 from .. import methods as methods_mod
 from .. import targets as targets_mod
 from .._progress import progress_bar as tqdm
-from ..errors import bad_type, bad_value
+from ..errors import XaiValueError, bad_type, bad_value
 from ..explainer import Explainer
 from ..methods.registry import Method
 from . import faithfulness, sanity
@@ -111,6 +111,13 @@ def audit(
         An :class:`AuditReport`.
     """
     start = time.perf_counter()
+    if len(getattr(model, "outputs", [None])[0].shape) > 2:  # a segmentation map, per-anchor logits
+        raise XaiValueError(
+            "`model` must be a classifier (one vector of class scores per image) for the audit. "
+            f"Received: a model with a dense output of shape {tuple(model.outputs[0].shape)}. "
+            "For a segmentation model, score its region maps with "
+            "xai.audit.region_localisation(model, images, object_masks, object_classes)."
+        )
     x, y, masks_arr, names = _check_inputs(images, labels, masks, class_names, names)
     if isinstance(methods, (str, Method)):
         methods = (methods,)

@@ -171,9 +171,7 @@ class ExplainCallback(_ProbeCallback):
         explainer = Explainer(model, layer=self.layer, class_names=self.class_names)
         engine = explainer.engine(self.method.needs_layer)  # the tap, built once
         raw, ready = explainer.prepare(self._probe_arg(), self.preprocess)  # shapes vs the model
-        resolved = targets_mod.resolve(
-            self.targets, len(raw[0]), engine.tap.head, engine.tap.num_logits
-        )
+        resolved = targets_mod.resolve_for_tap(self.targets, len(raw[0]), engine.tap)
         run_params = self.method.resolve_params(dict(self.method_params))
         if self.method.stochastic:
             run_params["seed"] = int(self.seed)

@@ -3,7 +3,9 @@
 One grammar for each kind of argument, for every command:
 
 * ``--targets``: ``predicted`` (the top class), a class index (``3``), a class name (with
-  ``--labels``), or, where a folder is explained, a CSV file of ``path,target`` rows.
+  ``--labels``), or, where a folder is explained, a CSV file of ``path,target`` rows; for a
+  segmentation model ``region:CLASS`` (index or name): the class's logits summed over the pixels
+  the model assigns to it (``xai.targets.region(CLASS)``).
 * ``--param NAME=VALUE`` (repeatable): a method parameter; VALUE is read as JSON when it parses
   (``10``, ``0.2``, ``[4, 4]``, ``true``) and as text otherwise.
 
@@ -73,11 +75,20 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
 
 
 def parse_targets(text: str | None) -> Any:
-    """``--targets``: None for ``predicted``, an int for a class index, else the text itself
-    (a class name or a CSV path, resolved by the command against its labels or folder)."""
+    """``--targets``: None for ``predicted``, an int for a class index, ``("region", class)`` for
+    ``region:CLASS``, else the text itself (a class name or a CSV path, resolved by the command
+    against its labels or folder)."""
     if text is None or text.strip() == "predicted":
         return None
     text = text.strip()
+    if text.startswith("region:"):
+        inner = parse_targets(text.partition(":")[2])
+        if inner is None or isinstance(inner, tuple) or inner == "":
+            raise UsageError(
+                "--targets region:CLASS needs a class index or name. Received: "
+                f"{text!r}. Example: --targets region:2."
+            )
+        return ("region", inner)
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
     return text

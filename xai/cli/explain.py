@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--targets",
         default=None,
-        help="'predicted' (default), a class index, or a class name (with --labels)",
+        help="'predicted' (default), a class index, a class name (with --labels), or "
+        "region:CLASS for a segmentation model",
     )
     p.add_argument(
         "--labels", default=None, metavar="FILE", help="class names, one per line (index = class)"
@@ -86,13 +87,18 @@ def output_stems(paths: Sequence[str | Path]) -> list[str]:
     ]
 
 
-def _class_target(targets: Any, names: tuple[str, ...] | None) -> int | None:
+def _class_target(targets: Any, names: tuple[str, ...] | None) -> Any:
+    if isinstance(targets, tuple):  # ("region", class): a segmentation region
+        from ..targets import region
+
+        return region(_class_target(targets[1], names))
     if targets is None or isinstance(targets, int):
         return targets
     if names is not None and targets in names:
         return names.index(targets)
     raise UsageError(
-        "--targets must be 'predicted' or a class index (or, with --labels, a class name). "
+        "--targets must be 'predicted' or a class index (or, with --labels, a class name), or "
+        "region:CLASS for a segmentation model. "
         f"Received: {targets!r}."
         + (f" The classes are {list(names)}." if names is not None else "")
     )
@@ -135,11 +141,12 @@ def run(args: argparse.Namespace) -> int:
                     "status": "ok",
                     "overlay": png.name,
                     "raw": npy.name,
-                    "predicted": int(e.predictions[0]),
+                    "predicted": int(e.predictions[0]) if e.logits.ndim == 2 else None,
                     "label": e.label(0),
                     "target": int(e.targets[0]),
                     "score": float(e.scores[0]),
                 }
+                | ({"target_spec": dict(e.target)} if e.target is not None else {})
             )
             print(f"{path}: {e.label(0)} -> {png}")
         except XaiError as exc:

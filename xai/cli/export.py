@@ -158,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export
 
     targets = parse_targets(args.targets)
+    if isinstance(targets, tuple):  # region:CLASS (the class resolved against the labels)
+        from ..targets import region
+
+        targets = region(targets[1])
     summary = export(
         args.model,
         args.input_dir,

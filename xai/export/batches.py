@@ -39,7 +39,7 @@ def _explain_batch(
     explainer: Any,
     method: Any,
     x: np.ndarray,
-    targets: np.ndarray | int | None,
+    targets: Any,
     seed: int,
     params: Mapping[str, Any],
     devices: Sequence[str],
@@ -58,7 +58,7 @@ def _explain_batch(
     def one(sel: slice) -> Any:
         t = targets[sel] if isinstance(targets, np.ndarray) else targets
         xs = x[sel]
-        resolved = targets_mod.resolve(t, len(xs), tap.head, tap.num_logits)
+        resolved = targets_mod.resolve_for_tap(t, len(xs), tap)
         return explainer.run(method, run_params, [xs], [xs], resolved, batch_size=len(x))
 
     if len(devices) <= 1 or pool is None or len(x) < 2:
@@ -86,7 +86,7 @@ class _Plan:
     batch_size: int
     seed: int
     params: dict[str, Any]  # the method parameters as given
-    fixed_target: int | None  # one class for every image
+    fixed_target: Any  # one class (or a region target) for every image
     target_map: dict[str, int] | None  # or one per relative path
     names: tuple[str, ...] | None
     row_params: dict[str, Any]  # the parameters the method ran with (manifest)
@@ -235,7 +235,7 @@ def _process_batch(
     ]
     if not ok:
         return rows, []
-    targets: np.ndarray | int | None = plan.fixed_target
+    targets: Any = plan.fixed_target
     if plan.target_map is not None:
         targets = np.asarray([plan.target_map[rels[j]] for j in ok], np.int32)
     inputs = x if len(ok) == len(idx) else x[ok]
@@ -253,7 +253,12 @@ def _process_batch(
     except Exception as exc:  # a batch the method rejects: error rows, not a crash
         reason = str(exc) if isinstance(exc, XaiError) else f"{type(exc).__name__}: {exc}"
         return rows + [_empty_row(rels[j], "error", reason) for j in ok if rels[j] not in done], []
-    per_image = ((e, r, int(p)) for e in explanations for r, p in enumerate(e.predictions))
+    # a dense output (segmentation map) has no single predicted class: -1
+    per_image = (
+        (e, r, int(p) if np.ndim(p) == 0 else -1)
+        for e in explanations
+        for r, p in enumerate(e.predictions)
+    )
     jobs = []
     for j, original, (e, r, pred) in zip(ok, originals, per_image):
         if rels[j] in done:

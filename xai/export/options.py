@@ -160,10 +160,25 @@ def _read_targets_csv(
 
 def _resolve_targets(
     targets: Any, input_dir: Path, class_names: tuple[str, ...] | None
-) -> tuple[int | None, dict[str, int] | None, Any]:
-    """(one class for all, per-file mapping, JSON description for the config)."""
+) -> tuple[Any, dict[str, int] | None, Any]:
+    """(one class (or region) for all, per-file mapping, JSON description for the config)."""
     if targets is None or (isinstance(targets, str) and targets.strip().lower() == "predicted"):
         return None, None, "predicted"
+    from ..dense_targets import RegionSpec
+
+    if isinstance(targets, RegionSpec):  # one class's region, mask=None (the model's own pixels)
+        if targets.mask is not None:
+            raise bad_value(
+                "targets",
+                "a region without a mask for an export (each image gets the pixels the model "
+                "assigns to the class)",
+                targets.mask,
+                "Explain images with their own masks through xai.explain instead.",
+            )
+        cls = targets.class_index
+        if not isinstance(cls, (int, np.integer)) or isinstance(cls, bool):
+            cls = _class_index(str(cls), class_names, "the region's class")
+        return RegionSpec(int(cls)), None, {"region": int(cls)}
     if isinstance(targets, bool):
         raise bad_type("targets", "'predicted', a class index, a class name or a CSV path", targets)
     if isinstance(targets, (int, np.integer)):

@@ -326,7 +326,7 @@ def _preflight(
     explainer: Any,
     m: Any,
     layout: tuple[tuple[int, int], int, bool],
-    fixed_target: int | None,
+    fixed_target: Any,
     target_map: dict[str, int] | None,
     names: tuple[str, ...] | None,
     seed: int,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dense_targets import StructuredTarget
 from ..engine import Engine
 from ..postprocess import Display
 from .registry import Method, MethodResult, register
@@ -163,6 +164,14 @@ def _first_right_singular_vectors(o: np.ndarray) -> np.ndarray:
     return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
 
 
+def reused_targets(targets: Any, step: Any) -> Any:
+    """The targets to reuse after a gradient step on the clean inputs: a callable as is, a
+    structured target frozen on the step's logits, else the step's resolved classes."""
+    if isinstance(targets, StructuredTarget):
+        return targets.freeze(step.logits)
+    return targets if callable(targets) else step.targets
+
+
 def weighted_sum(activations: np.ndarray, weights: np.ndarray, channel_axis: int) -> np.ndarray:
     """``sum_c(w * A)``: the raw, signed CAM ``(B, *spatial)``, float32 and finite."""
     cam = (weights * activations).sum(axis=channel_axis, dtype=np.float64)
@@ -208,7 +217,7 @@ def cam_compute(rule: WeightRule, *, needs_context: bool = False) -> Callable[..
                 context = CamContext(
                     engine=engine,
                     inputs=inputs,
-                    targets=targets if callable(targets) else step.targets,
+                    targets=reused_targets(targets, step),
                     layer_index=i,
                     scores=step.scores,
                 )

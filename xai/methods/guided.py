@@ -33,7 +33,7 @@ from ..errors import ModelStructureError, XaiValueError
 from ..heads import PreActivation, _is_conv
 from ..postprocess import resize
 from ..taps import Tap
-from .cam import gradcam_weights, weighted_sum
+from .cam import gradcam_weights, reused_targets, weighted_sum
 from .gradient import GRADIENT_DISPLAY
 from .registry import Method, MethodResult, register
 from .scoring import channels_first, expand_to_input, input_layout
@@ -167,9 +167,7 @@ def guided_gradcam_compute(engine: Engine, inputs: list[np.ndarray], targets: An
             "layer (layer='name'), or fuse several layers with a CAM method (method='gradcam')."
         )
     step = engine.gradients(inputs, targets, wrt="layers")
-    guided = guided_engine(engine).gradients(
-        inputs, targets if callable(targets) else step.targets, wrt="inputs"
-    )
+    guided = guided_engine(engine).gradients(inputs, reused_targets(targets, step), wrt="inputs")
     cf = channels_first(engine)
     maps = []
     for i, (a, g, axis) in enumerate(zip(step.values, step.gradients, engine.tap.channel_axes)):

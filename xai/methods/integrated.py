@@ -36,6 +36,7 @@ from .scoring import (
     clean_targets,
     input_layout,
     reported_targets,
+    rows_targets,
 )
 
 BASELINES = ("zeros", "blurred", "uniform")
@@ -170,7 +171,7 @@ def integrated_gradients_compute(
             (b[None] + a.reshape((m,) + (1,) * d.ndim) * d[None]).reshape(m * n, *d.shape[1:])
             for b, d in zip(bases, deltas)
         ]
-        step_targets = resolved if callable(resolved) else np.tile(resolved, m)
+        step_targets = rows_targets(resolved, np.tile(np.arange(n), m))
         step = engine.gradients(batch, step_targets, wrt="inputs")
         for total, g in zip(totals, step.gradients):
             total += g.reshape(m, n, *g.shape[1:]).sum(axis=0, dtype=np.float64)

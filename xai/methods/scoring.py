@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from .. import _validation
 from .. import targets as targets_mod
+from ..dense_targets import StructuredTarget
 from ..engine import Engine
 from ..errors import XaiValueError
 
@@ -34,7 +35,13 @@ def callable_scores(targets: Any, logits: np.ndarray) -> np.ndarray:
 
 
 def clean_targets(engine: Engine, logits: np.ndarray, targets: Any) -> tuple[Any, np.ndarray]:
-    """Resolve "predicted" targets and the target scores on the clean inputs' logits."""
+    """Resolve "predicted" targets and the target scores on the clean inputs' logits.
+
+    A structured target is frozen here (``mask=None`` becomes the clean input's argmax region).
+    """
+    if isinstance(targets, StructuredTarget):
+        frozen = targets.freeze(logits)
+        return frozen, frozen.scores_of(logits).astype(np.float32)
     if callable(targets):
         return targets, callable_scores(targets, logits).astype(np.float32)
     z = targets_mod.class_logits(
@@ -46,6 +53,8 @@ def clean_targets(engine: Engine, logits: np.ndarray, targets: Any) -> tuple[Any
 
 def reported_targets(resolved: Any, n: int) -> np.ndarray:
     """The targets a MethodResult reports: the resolved classes, or -1 for a callable target."""
+    if isinstance(resolved, StructuredTarget):
+        return resolved.classes
     return np.full(n, -1, np.int32) if callable(resolved) else resolved
 
 
@@ -84,6 +93,8 @@ def target_scores(engine: Engine, logits: np.ndarray, targets: Any) -> np.ndarra
         logits: float32 ``(n, K)``.
         targets: resolved class indices (int ``(n,)``, no ``-1``) or a callable on the logits.
     """
+    if isinstance(targets, StructuredTarget):
+        return targets.scores_of(logits)
     if callable(targets):
         return callable_scores(targets, logits)
     z = targets_mod.class_logits(
@@ -94,6 +105,8 @@ def target_scores(engine: Engine, logits: np.ndarray, targets: Any) -> np.ndarra
 
 def rows_targets(targets: Any, rows: np.ndarray) -> Any:
     """The targets of the given sample rows (a callable is shared by every row)."""
+    if isinstance(targets, StructuredTarget):
+        return targets.rows(rows)
     return targets if callable(targets) else np.asarray(targets)[rows]
 
 
