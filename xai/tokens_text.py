@@ -384,8 +384,10 @@ def route(
             info = None  # another layer of a token model: a plain layer attribution
     elif any(not _is_float(t.dtype) for t in explainer.model.inputs):
         info = token_model_of(explainer)
-        if info is not None and method.space == "input" and not (
-            layer_method or method.name == "occlusion"
+        if (
+            info is not None
+            and method.space == "input"
+            and not (layer_method or method.name == "occlusion")
         ):
             raise ModelStructureError(
                 f"Method {method.name!r} perturbs or differentiates the model's inputs, which for "
