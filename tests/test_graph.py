@@ -341,3 +341,13 @@ def test_cache_keys_on_layer_and_output(x16):
     b = xai.explain(model, x16, "gradcam")
     assert a.layer == ("block1_conv2",) and b.layer != a.layer
     assert not np.allclose(a.attributions, b.attributions)
+
+
+def test_many_engines_do_not_look_like_retracing(x16, caplog):
+    """Every engine traces its steps once; TensorFlow must not count them as one function
+    retraced (its warning keys on the code object, shared by every engine's step)."""
+    model = testing.functional_cnn(seed=9)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for layer in ["conv1", "last_conv", None, "conv1", "last_conv", None, "conv1"]:
+            xai.Explainer(model, layer=layer).explain(x16, "gradcam")
+    assert "retracing" not in caplog.text

@@ -11,6 +11,7 @@ depthwise/separable convolutions 10-80x slower (measured; see the README, "How i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -192,9 +193,15 @@ class Engine:
                 values, grads = list(reduce(values, grads)), []
             return (tf.cast(logits, tf.float32), resolved, score, values, grads)
 
-        # autograph is not needed (no Python control flow on tensors) and would wrap our errors
+        # autograph is not needed (no Python control flow on tensors) and would wrap our errors.
+        # TensorFlow counts traces per code object, so every engine's `step` would look like one
+        # function retraced over and over ("triggered tf.function retracing" warnings after five
+        # engines) although each traces once; a partial is counted on its own.
         return tf.function(
-            step, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+            functools.partial(step),
+            input_signature=signature,
+            jit_compile=self.jit_compile,
+            autograph=False,
         )
 
     def _as_maps(self, tensors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
