@@ -20,10 +20,13 @@ Only paths and rows travel through Ray's object store, never pictures or maps.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -186,11 +189,13 @@ class _ExportActor:
             taken_dirs=spec.taken_dirs,
         )
         size, channels, channels_first = spec.layout
-        self.loader = _Loader(
+        pre = get_preprocess(spec.preprocess)
+        self.loader = functools.partial(
+            _Loader,
             size,
             channels,
             channels_first,
-            get_preprocess(spec.preprocess),
+            pre,
             "overlay" in spec.formats,
             spec.max_pixels,
             spec.orientation,
@@ -199,6 +204,10 @@ class _ExportActor:
         self.writer = _Writer(Path(spec.out), display, channel_axis, fused, style)
         self.sync = _filesystem_sync(Path(spec.out))
         self.pool = ThreadPoolExecutor(spec.threads, thread_name_prefix="xai-ray-actor")
+        # Ray may run two chunks at once in this actor (see ray_engine): one decodes or writes
+        # while the other holds the model, as the local engine overlaps them. The model runs
+        # one batch at a time.
+        self.model_lock = threading.Lock()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [json.loads(str(t)) for t in batch["task"]]
@@ -210,7 +219,7 @@ class _ExportActor:
 
     def chunk(self, task: dict[str, Any]) -> list[dict[str, Any]]:
         """Decode, explain and write one chunk; its manifest rows, after the files are on disk."""
-        loader, paths, rels = self.loader, task["paths"], task["rels"]
+        loader, paths, rels = self.loader(), task["paths"], task["rels"]  # one per chunk
         loader.paths = paths
         loaded = list(self.pool.map(loader, range(len(paths))))
         oks = np.asarray([item[4] for item in loaded], bool)
@@ -225,7 +234,8 @@ class _ExportActor:
             targets=None if task["targets"] is None else np.asarray(task["targets"]),
         )
         originals = [loader.originals.pop(k, None) for k in range(len(paths)) if oks[k]]
-        rows, jobs = self.core(decoded, originals, set(task["done"]))
+        with self.model_lock:
+            rows, jobs = self.core(decoded, originals, set(task["done"]))
         if jobs:
             rows += self.writer(jobs, self.pool)
             self.sync()  # the files exist on disk before the driver's manifest says so
@@ -326,6 +336,22 @@ def _quiet_ray_data(ray: Any) -> Iterator[Any]:
         logger.setLevel(level)
 
 
+def _actor_pool(ray: Any, actors: int) -> Any:
+    """A fixed pool of ``actors``, each running two chunks at once where Ray allows it.
+
+    Two calls in flight per actor overlap one chunk's decoding and writing with the other's
+    model step (``max_concurrent_calls_per_actor`` with ``enable_true_multi_threading``, Ray
+    2.5x+); an older Ray runs one chunk at a time per actor.
+    """
+    strategy = ray.data.ActorPoolStrategy
+    accepted = inspect.signature(strategy).parameters
+    if {"max_concurrent_calls_per_actor", "enable_true_multi_threading"} <= set(accepted):
+        return strategy(
+            size=actors, max_concurrent_calls_per_actor=2, enable_true_multi_threading=True
+        )
+    return strategy(size=actors)  # pragma: no cover - older Ray
+
+
 def ray_engine(spec: _ActorSpec, options: RayOptions) -> Engine:
     """The Ray engine for :func:`xai.export.batches._run`."""
 
@@ -343,7 +369,7 @@ def ray_engine(spec: _ActorSpec, options: RayOptions) -> Engine:
                     fn_constructor_args=(spec,),
                     batch_size=1,  # one chunk: the batches of the local engine
                     batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=options.actors),
+                    compute=_actor_pool(ray, options.actors),
                     num_cpus=options.cpus_per_actor,
                     **gpus,
                 )
