@@ -19,8 +19,8 @@ EXAMPLE = """examples:
       --labels classes.txt --formats overlay,heatmap --batch-size 64
   xai export saved_model_dir/ photos/ out/ --method smoothgrad --param num_samples=10
   xai export model.keras photos/ out/ --targets labels.csv   # CSV columns: path,target
-  xai export /shared/model.keras /shared/photos/ /shared/out/ --engine ray --address auto \
-      --actors 8 --gpus-per-actor 1                             # on a Ray cluster
+  xai export /shared/model.keras /shared/photos/ /shared/out/ --engine ray \\
+      --address auto --actors 8 --gpus-per-actor 1   # on a Ray cluster
 
 Rerun the same command to resume an interrupted export (done images are skipped).
 Exit status: 0 all images explained, 1 some failed (see manifest.jsonl), 2 usage error,
