@@ -145,6 +145,21 @@ def test_ray_engine_refuses_a_pool_the_cluster_cannot_hold(
         xai.export(str(model_path), src, tmp_path / "out", engine="ray", progress=False, **options)
 
 
+@pytest.mark.slow
+def test_actors_reserve_a_one_node_rays_cpus_unless_told(ray_address):
+    import ray
+
+    from xai.export.ray_engine import RayOptions, _cpus_per_actor
+
+    def cpus(**kwargs):
+        options = {"address": None, "actors": 1, "gpus_per_actor": 0, "cpus_per_actor": None}
+        return _cpus_per_actor(ray, RayOptions.checked(**(options | kwargs)))
+
+    # Ray caps an actor's OpenMP (TensorFlow) threads at its CPUs: one actor gets both cores.
+    assert (cpus(), cpus(actors=2), cpus(actors=3)) == (2.0, 1.0, 1.0)
+    assert cpus(actors=2, cpus_per_actor=0.5) == 0.5
+
+
 def test_missing_ray_extra_says_how_to_install_it(tmp_path, model_path, monkeypatch):
     real_import = builtins.__import__
 
@@ -169,6 +184,7 @@ def test_missing_ray_extra_says_how_to_install_it(tmp_path, model_path, monkeypa
         ({"engine": "spark"}, XaiValueError, r"`engine` must be 'local' or 'ray'.*'spark'"),
         ({"actors": 2}, XaiValueError, r"`actors` applies to engine='ray' only"),
         ({"address": "auto"}, XaiValueError, r"`address` applies to engine='ray' only"),
+        ({"cpus_per_actor": 1}, XaiValueError, r"`cpus_per_actor` applies to engine='ray'"),
         ({"engine": "ray", "actors": 0}, XaiValueError, r"`actors` must be a positive int"),
         ({"engine": "ray", "gpus_per_actor": -1}, XaiValueError, r"`gpus_per_actor` must be"),
         ({"engine": "ray", "cpus_per_actor": 0}, XaiValueError, r"`cpus_per_actor` must be"),

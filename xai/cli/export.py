@@ -167,9 +167,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     ray.add_argument(
         "--cpus-per-actor",
         type=float,
-        default=1,
+        default=None,
         metavar="C",
-        help="CPUs Ray reserves per actor (default 1)",
+        help="CPUs Ray reserves per actor, the cores its TensorFlow uses (default: a one-node "
+        "Ray's CPUs split among the actors; 1 on a cluster)",
     )
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar; print only failures"

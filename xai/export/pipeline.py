@@ -109,7 +109,7 @@ def export(
     address: str | None = None,
     actors: int = 1,
     gpus_per_actor: float = 0,
-    cpus_per_actor: float = 1,
+    cpus_per_actor: float | None = None,
 ) -> ExportSummary:
     """Explain every image under ``input_dir`` and write heatmaps and a manifest to ``output_dir``.
 
@@ -169,7 +169,10 @@ def export(
         actors: Ray only: actors in the pool, each with its own copy of the model.
         gpus_per_actor: Ray only: GPUs per actor (fractions share a GPU; TensorFlow's memory
             growth is switched on in each actor).
-        cpus_per_actor: Ray only: CPUs Ray reserves per actor.
+        cpus_per_actor: Ray only: CPUs Ray reserves per actor, which is also how many cores its
+            TensorFlow computes on (Ray sets ``OMP_NUM_THREADS``); None: on a one-node Ray its
+            CPUs split among the actors, on a cluster 1 (enough with a GPU per actor; give
+            CPU-only actors their cores).
 
     Returns:
         An :class:`ExportSummary` (``exit_code`` is 0 when no image failed).
@@ -337,7 +340,7 @@ def _check_engine(
             "address": address is not None,
             "actors": actors != 1,
             "gpus_per_actor": gpus_per_actor != 0,
-            "cpus_per_actor": cpus_per_actor != 1,
+            "cpus_per_actor": cpus_per_actor is not None,
         }
         for name, set_ in given.items():
             if set_:
