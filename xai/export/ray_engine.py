@@ -282,6 +282,9 @@ def _connected(ray: Any, options: RayOptions) -> Iterator[None]:
             num_cpus=max(os.cpu_count() or 1, needed),
             runtime_env={"env_vars": {"PYTHONPATH": path}},
             include_dashboard=False,
+            # Ray starts workers at nice 15; on a machine shared with other work the actors
+            # would then get what is left over, not the share the local engine gets.
+            _system_config={"worker_niceness": 0},
             **quiet,
         )
     try:
