@@ -483,13 +483,13 @@ def test_rerun_skips_done_images(tmp_path, explainer, small_folder):
 
 def test_interrupted_run_resumes_to_identical_bytes(tmp_path, explainer, monkeypatch):
     """An exception mid-run (like Ctrl-C) keeps what was written; the resumed run matches."""
-    export_mod = importlib.import_module("xai.export.batches")  # where _explain_batch is called
+    core = importlib.import_module("xai.export.core")  # BatchExplainer.explain runs each batch
 
     src = make_folder(tmp_path / "in", 13)
     ref = tmp_path / "ref"
     xai.export(explainer, src, ref, batch_size=4, progress=False)
 
-    real = export_mod._explain_batch
+    real = core.BatchExplainer.explain
     calls = []
 
     def flaky(*args, **kwargs):
@@ -499,11 +499,11 @@ def test_interrupted_run_resumes_to_identical_bytes(tmp_path, explainer, monkeyp
         return real(*args, **kwargs)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(export_mod, "_explain_batch", flaky)
+    monkeypatch.setattr(core.BatchExplainer, "explain", flaky)
     with pytest.raises(KeyboardInterrupt):
         xai.export(explainer, src, out, batch_size=4, progress=False)
     assert len([r for r in read_manifest(out) if r["status"] == "ok"]) == 8  # two batches committed
-    monkeypatch.setattr(export_mod, "_explain_batch", real)
+    monkeypatch.setattr(core.BatchExplainer, "explain", real)
     # a partial last line, as a kill during the append leaves, and a stale temporary file
     with open(out / "manifest.jsonl", "ab") as handle:
         handle.write(b'{"path": "class0/img0')

@@ -48,6 +48,10 @@ class OutputStorageError(XaiError):
 STORAGE_ERRNOS = frozenset({28, 30, 122, 5, 20})  # ENOSPC, EROFS, EDQUOT, EIO, ENOTDIR
 
 
+class MissingDependencyError(XaiError, ImportError):
+    """An optional extra that a feature needs is not installed (the message says which)."""
+
+
 class ModelStructureError(XaiValueError):
     """The model cannot be taken apart as asked (no graph, no such layer, no spatial layer...)."""
 

@@ -19,6 +19,8 @@ EXAMPLE = """examples:
       --labels classes.txt --formats overlay,heatmap --batch-size 64
   xai export saved_model_dir/ photos/ out/ --method smoothgrad --param num_samples=10
   xai export model.keras photos/ out/ --targets labels.csv   # CSV columns: path,target
+  xai export /shared/model.keras /shared/photos/ /shared/out/ --engine ray \\
+      --address auto --actors 8 --gpus-per-actor 1   # on a Ray cluster
 
 Rerun the same command to resume an interrupted export (done images are skipped).
 Exit status: 0 all images explained, 1 some failed (see manifest.jsonl), 2 usage error,
@@ -135,6 +137,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="spread batches over all visible GPUs (MirroredStrategy)",
     )
+    ray = p.add_argument_group(
+        "Ray engine",
+        "run the same export on a Ray cluster (pip install 'xai[ray]'): MODEL, INPUT_DIR and "
+        "OUTPUT_DIR must then be paths every node can read (and write, for OUTPUT_DIR)",
+    )
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: this process) or ray (Ray Data with a pool of actors)",
+    )
+    ray.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join ('auto', 'head-node:6379'); default: a local Ray for the run",
+    )
+    ray.add_argument(
+        "--actors", type=int, default=1, help="actors, each with its own model (default 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0,
+        metavar="G",
+        help="GPUs per actor (default 0; fractions share a GPU)",
+    )
+    ray.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=None,
+        metavar="C",
+        help="CPUs Ray reserves per actor, the cores its TensorFlow uses (default: a one-node "
+        "Ray's CPUs split among the actors; 1 on a cluster)",
+    )
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar; print only failures"
     )
@@ -186,6 +223,11 @@ def run(args: argparse.Namespace) -> int:
         strategy=strategy,
         workers=args.workers,
         progress=not args.quiet,
+        engine=args.engine,
+        address=args.address,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
     )
     if not args.quiet:
         print(summary)

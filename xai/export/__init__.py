@@ -63,6 +63,14 @@ afresh.
 line): the model is loaded under ``strategy.scope()`` (build it there yourself when you pass a model
 object), each batch of ``batch_size`` images is split evenly over the replicas' devices and their
 compiled steps run concurrently; the results are the same as on one device up to float rounding.
+
+**Past one machine.** ``engine="ray"`` (``--engine ray``, ``pip install 'xai[ray]'``) runs the
+same export on Ray Data: the chunks become a Ray dataset mapped by a pool of actors
+(``actors``, ``gpus_per_actor``, ``cpus_per_actor``; ``address`` joins a running cluster, None
+starts a local Ray), each of which loads the model from its path and runs the same
+:class:`~xai.export.core.BatchExplainer`, loader and writer as the local engine, into the same
+(shared) output folder; the driver owns the manifest. The outputs, manifest and summary are those
+of the local engine, and a run on one engine resumes on the other (:mod:`xai.export.ray_engine`).
 """
 
 from typing import Any

@@ -18,7 +18,7 @@ from .. import targets as targets_mod
 from .._version import __version__
 from ..errors import OutputStorageError, XaiValueError, bad_value
 from ..preprocessing import Preprocess, get_preprocess
-from .batches import _Plan, _run
+from .batches import _local_engine, _Plan, _run
 from .journal import (
     CONFIG_NAME,
     MANIFEST_NAME,
@@ -105,6 +105,11 @@ def export(
     strategy: Any = None,
     workers: int = 4,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int = 1,
+    gpus_per_actor: float = 0,
+    cpus_per_actor: float | None = None,
 ) -> ExportSummary:
     """Explain every image under ``input_dir`` and write heatmaps and a manifest to ``output_dir``.
 
@@ -150,8 +155,24 @@ def export(
             EXIF orientation tag is recorded in each manifest row.
         jit_compile: ``"auto"``, True or False (see :class:`~xai.explainer.Explainer`).
         strategy: a ``tf.distribute.MirroredStrategy`` to spread batches over several GPUs.
-        workers: threads that colour, encode and write the outputs.
+        workers: threads that colour, encode and write the outputs (per actor with Ray).
         progress: show a progress bar (tqdm) with images/s.
+        engine: ``"local"`` (this process) or ``"ray"``: the same export on a Ray cluster
+            (``pip install 'xai[ray]'``), over Ray Data with a pool of actors that each load the
+            model from ``model`` (which must then be a path every node can read) and write into
+            ``output_dir`` (a folder every node can write: a shared file system on a cluster).
+            Same inputs, outputs, manifest, summary and resuming as the local engine; see
+            :mod:`xai.export.ray_engine`.
+        address: Ray only: the cluster to join (``"auto"``, ``"head-node:6379"``,
+            ``"ray://..."``); None starts a local Ray for the run (unless this process already
+            called ``ray.init``, whose Ray is used).
+        actors: Ray only: actors in the pool, each with its own copy of the model.
+        gpus_per_actor: Ray only: GPUs per actor (fractions share a GPU; TensorFlow's memory
+            growth is switched on in each actor).
+        cpus_per_actor: Ray only: CPUs Ray reserves per actor, which is also how many cores its
+            TensorFlow computes on (Ray sets ``OMP_NUM_THREADS``); None: on a one-node Ray its
+            CPUs split among the actors, on a cluster 1 (enough with a GPU per actor; give
+            CPU-only actors their cores).
 
     Returns:
         An :class:`ExportSummary` (``exit_code`` is 0 when no image failed).
@@ -176,6 +197,9 @@ def export(
     run_params = dict(params or {})
     m.resolve_params(run_params)  # unknown parameter names fail now, with close matches
     src, out = _check_folders(input_dir, output_dir)
+    ray_options = _check_engine(
+        engine, model, strategy, address, actors, gpus_per_actor, cpus_per_actor
+    )
 
     explainer, model_path = _explainer_for(model, layer, jit_compile, names, unsafe, strategy)
     if names is None:
@@ -251,7 +275,29 @@ def export(
                 bool(e0.fused and e0.fused[0]),
                 style,
             )
-            return _run(plan, loader, writer, entries, done, started)
+            if ray_options is None:
+                run_engine = _local_engine(loader, writer)
+            else:
+                from .ray_engine import _xai_location, actor_spec, ray_engine
+
+                spec = actor_spec(
+                    plan,
+                    model_path=str(Path(os.fspath(model)).resolve()),
+                    fingerprint=settings["model"],
+                    unsafe=unsafe,
+                    layer=layer,
+                    jit_compile=jit_compile,
+                    class_names=names,
+                    preprocess=preprocess,
+                    layout=(size, channels, channels_first),
+                    max_pixels=max_pixels,
+                    orientation=orientation,
+                    writer=(writer.display, writer.channel_axis, writer.fused, style),
+                    threads=workers,
+                    xai_location=None if ray_options.address else _xai_location(),
+                )
+                run_engine = ray_engine(spec, ray_options)
+            return _run(plan, run_engine, entries, done, started)
     except OSError as error:  # the output folder itself: full, read-only, not a folder, ...
         raise OutputStorageError.from_os_error(error, out) from error
 
@@ -273,6 +319,52 @@ def _check_folders(input_dir: Any, output_dir: Any) -> tuple[Path, Path]:
     if out.exists() and src.resolve() == out.resolve():
         raise bad_value("output_dir", "a folder other than input_dir", str(out))
     return src, out
+
+
+def _check_engine(
+    engine: Any,
+    model: Any,
+    strategy: Any,
+    address: Any,
+    actors: Any,
+    gpus_per_actor: Any,
+    cpus_per_actor: Any,
+) -> Any:
+    """None for the local engine; the checked :class:`~.ray_engine.RayOptions` for Ray."""
+    from .ray_engine import ENGINES, RayOptions, import_ray
+
+    if engine not in ENGINES:
+        raise bad_value("engine", "'local' or 'ray'", engine)
+    if engine == "local":
+        given = {
+            "address": address is not None,
+            "actors": actors != 1,
+            "gpus_per_actor": gpus_per_actor != 0,
+            "cpus_per_actor": cpus_per_actor is not None,
+        }
+        for name, set_ in given.items():
+            if set_:
+                raise XaiValueError(
+                    f"`{name}` applies to engine='ray' only (--engine ray); the local engine "
+                    "runs in this process. Pass engine='ray' or leave it out."
+                )
+        return None
+    options = RayOptions.checked(address, actors, gpus_per_actor, cpus_per_actor)
+    if not isinstance(model, (str, os.PathLike)):
+        raise bad_value(
+            "model",
+            "a path to the model file with engine='ray' (each Ray actor loads the model itself; "
+            "Keras models are never pickled)",
+            model,
+            "Save it first (model.save('model.keras')) and pass the path.",
+        )
+    if strategy is not None:
+        raise XaiValueError(
+            "`strategy` (--multi-gpu) is for the local engine; with engine='ray' give each actor "
+            "its GPUs with gpus_per_actor (--gpus-per-actor) and set actors (--actors)."
+        )
+    import_ray()  # a missing extra fails now, before the model is loaded
+    return options
 
 
 def _explainer_for(

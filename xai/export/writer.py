@@ -10,7 +10,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,12 +151,18 @@ class _Writer:
             return _failed_row(job, exc)
         return job.row
 
-    def __call__(self, jobs: Sequence[_Job]) -> list[dict[str, Any]]:
-        """Write one batch (runs in a writer thread); returns its rows in order."""
+    def __call__(self, jobs: Sequence[_Job], pool: Executor | None = None) -> list[dict[str, Any]]:
+        """Write one batch (runs in a writer thread); returns its rows in order.
+
+        With ``pool``, the images are encoded and written by its threads (a Ray actor writes
+        each batch itself); otherwise one after the other in the calling thread.
+        """
         try:
             heats = self.heatmaps(jobs)
         except Exception as exc:
             return [_failed_row(job, exc) for job in jobs]
+        if pool is not None:
+            return list(pool.map(self.write, jobs, heats))
         return [self.write(job, heat) for job, heat in zip(jobs, heats)]
 
 
