@@ -71,11 +71,11 @@ def auto_layer(
     rank = len(model.inputs[input_index].shape)
     fmt = model_data_format(model)
     image_size = _image_size(model, input_index, fmt)
+    patch: Any = patch_size(model) if image_size is not None else None
     if image_size is not None:
-        chosen_tokens = _transformer_layer(model, input_index)
+        chosen_tokens = _transformer_layer(model, input_index, graph, image_size, patch)
         if chosen_tokens is not None:
             return chosen_tokens
-    patch: Any = patch_size(model) if image_size is not None else None
 
     def is_tokens(n: TensorNode) -> bool:
         """A ``(B, T, C)`` tensor of an image model whose tokens lay out on the patch grid."""
@@ -161,7 +161,13 @@ def _image_size(model: keras.Model, input_index: int, fmt: str) -> tuple[int, in
     return int(spatial[0]), int(spatial[1])
 
 
-def _transformer_layer(model: keras.Model, input_index: int) -> str | None:
+def _transformer_layer(
+    model: keras.Model,
+    input_index: int,
+    graph: ModelGraph,
+    image_size: tuple[int, int],
+    patch: tuple[int, int] | None,
+) -> str | None:
     """The CAM layer of a Vision Transformer: the input of its last ``MultiHeadAttention``.
 
     That is the normalised token sequence the last block attends over (``blocks[-1].norm1`` in
@@ -173,7 +179,6 @@ def _transformer_layer(model: keras.Model, input_index: int) -> str | None:
     """
     attention = attention_layers(model)
     if len(model.inputs) > 1:  # keep the ones that depend on this input only
-        graph = ModelGraph(model)
         attention = [
             p
             for p in attention
@@ -187,11 +192,10 @@ def _transformer_layer(model: keras.Model, input_index: int) -> str | None:
     layer = get_node(model, attention[-1])
     nodes = getattr(layer, "_inbound_nodes", [])
     shape = tuple(nodes[0].input_tensors[0].shape) if nodes and nodes[0].input_tensors else None
-    size = _image_size(model, input_index, model_data_format(model))
-    if shape is not None and size is not None:
+    if shape is not None:
         if len(shape) != 3 or shape[1] is None:
             return None
-        if infer_grid(int(shape[1]), size, patch=patch_size(model)) is None:
+        if infer_grid(int(shape[1]), image_size, patch=patch) is None:
             return None
     chosen = attention[-1] + ":input"
     log.info(

@@ -70,11 +70,12 @@ class TokenGrid:
 
 def check_token_grid(value: Any) -> TokenGrid | tuple[int, int] | None:
     """Validate a user's ``token_grid``: None, ``(h, w)`` or a :class:`TokenGrid`."""
-    if value is None or isinstance(value, TokenGrid):
-        if isinstance(value, TokenGrid):
-            _check_grid(value.grid)
-            if not isinstance(value.prefix, int) or value.prefix < 0:
-                raise bad_value("token_grid.prefix", "an int >= 0", value.prefix)
+    if value is None:
+        return None
+    if isinstance(value, TokenGrid):
+        _check_grid(value.grid)
+        if not isinstance(value.prefix, int) or value.prefix < 0:
+            raise bad_value("token_grid.prefix", "an int >= 0", value.prefix)
         return value
     if isinstance(value, (list, tuple)):
         return _check_grid(value)
